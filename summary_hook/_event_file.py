@@ -1,0 +1,288 @@
+"""One event file fed by one background thread through a bounded queue.
+
+Thread contract: :class:`EventFileWriter` is thread-safe. ``_lock`` guards ``_closed``
+and the order of items against the close sentinel, so no event can be queued behind
+it and lost. The worker thread alone touches the file and the write buffer. Errors
+raised in the worker are stored in ``_error`` and raised in the caller's next call;
+after an error the worker keeps draining the queue so that no producer blocks forever.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import itertools
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+
+from tensorboard.compat.proto.event_pb2 import Event
+
+from summary_hook._records import encode_record
+
+__all__ = ["EventFileWriter", "WriterError", "flush_all_writers"]
+
+#: The worker hands bytes to the OS once this much is buffered, flush or not.
+_WRITE_CHUNK = 64 * 1024
+#: How often a blocked producer or flusher re-checks that the worker is alive.
+_POLL_SECS = 0.2
+
+_file_counter = itertools.count()
+_live_writers: weakref.WeakSet[EventFileWriter] = weakref.WeakSet()
+
+
+class WriterError(RuntimeError):
+    """Writing events failed in the background thread; ``__cause__`` holds why."""
+
+
+@dataclass
+class _FlushRequest:
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+_CLOSE = object()
+
+
+def _event_file_name(logdir: str, suffix: str) -> str:
+    stamp = int(time.time())
+    host = socket.gethostname()
+    name = f"events.out.tfevents.{stamp:010d}.{host}.{os.getpid()}.{next(_file_counter)}{suffix}"
+    return os.path.join(logdir, name)
+
+
+def _open_logdir(logdir: str) -> None:
+    if os.path.exists(logdir) and not os.path.isdir(logdir):
+        raise NotADirectoryError(f"logdir {logdir!r} exists and is not a directory")
+    os.makedirs(logdir, exist_ok=True)
+
+
+class EventFileWriter:
+    """Append :class:`Event` protos to a new event file from a background thread.
+
+    The file is created at construction, with the ``file_version="brain.Event:2"``
+    record written and flushed at once, so a bad directory fails here and not later.
+
+    Args:
+        logdir: Directory for the file; created if missing.
+        max_queue: Events that may wait for the worker before ``add_event`` blocks.
+        flush_secs: Longest time written events stay in memory before the worker
+            hands them to the OS.
+        filename_suffix: Appended to the file name.
+
+    Raises:
+        ValueError: If ``max_queue`` or ``flush_secs`` is not positive.
+        OSError: If the directory or file cannot be created.
+    """
+
+    def __init__(
+        self, logdir: str, max_queue: int = 10, flush_secs: float = 120, filename_suffix: str = ""
+    ) -> None:
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
+            raise ValueError(f"max_queue must be a positive int, got {max_queue!r}")
+        if isinstance(flush_secs, bool) or not isinstance(flush_secs, (int, float)) or not (
+            flush_secs > 0
+        ):
+            raise ValueError(f"flush_secs must be a positive number, got {flush_secs!r}")
+        _open_logdir(logdir)
+        self.path = _event_file_name(logdir, filename_suffix)
+        self._file = io.FileIO(self.path, "xb")  # unbuffered: fork-safe, we buffer ourselves
+        self._file.write(encode_record(_version_event().SerializeToString()))
+        self._flush_secs = float(flush_secs)
+        self._queue: queue.Queue[object] = queue.Queue(max_queue)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._error: BaseException | None = None
+        self._pid = os.getpid()
+        self._thread = threading.Thread(
+            target=self._work, name=f"summary_hook-writer-{os.path.basename(self.path)}", daemon=True
+        )
+        self._thread.start()
+        _live_writers.add(self)
+
+    # --- producer side -------------------------------------------------------------
+
+    def add_event(self, event: Event) -> None:
+        """Queue ``event``; blocks while the queue is full. Nothing is ever dropped.
+
+        Raises:
+            RuntimeError: If the writer is closed or belongs to another process.
+            WriterError: If the worker failed on an earlier event.
+        """
+        self._check_usable()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"event file {self.path!r} is closed")
+            self._put(event)
+
+    def flush(self) -> None:
+        """Return once every event queued before this call is handed to the OS and synced.
+
+        Raises:
+            WriterError: If the worker failed.
+        """
+        self._check_usable()
+        request = _FlushRequest()
+        with self._lock:
+            if self._closed:
+                return
+            self._put(request)
+        while not request.done.wait(_POLL_SECS):
+            self._raise_if_worker_dead()
+        self._raise_if_failed()
+
+    def close(self) -> None:
+        """Write everything queued, close the file and stop the worker. Safe to call twice.
+
+        Raises:
+            WriterError: If the worker failed (raised by the first close only).
+        """
+        if os.getpid() != self._pid:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._put(_CLOSE)
+        self._thread.join()
+        _live_writers.discard(self)
+        self._raise_if_failed()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._closed
+
+    def _put(self, item: object) -> None:
+        while True:
+            try:
+                self._queue.put(item, timeout=_POLL_SECS)
+                return
+            except queue.Full:
+                self._raise_if_worker_dead()
+
+    def _check_usable(self) -> None:
+        if os.getpid() != self._pid:
+            raise RuntimeError(
+                f"event file {self.path!r} belongs to process {self._pid}; "
+                f"a forked child (pid {os.getpid()}) must open its own writer"
+            )
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise WriterError(f"writing event file {self.path!r} failed: {self._error!r}") from (
+                self._error
+            )
+
+    def _raise_if_worker_dead(self) -> None:
+        self._raise_if_failed()
+        if not self._thread.is_alive():
+            raise WriterError(f"the writer thread of {self.path!r} stopped unexpectedly")
+
+    # --- worker side -----------------------------------------------------------------
+
+    def _work(self) -> None:
+        pending: list[bytes] = []
+        pending_bytes = 0
+        dirty = False  # events handed to the OS or pending since the last sync
+        next_flush = 0.0  # the first event is flushed at once, as TensorFlow does
+        while True:
+            timeout = max(0.0, next_flush - time.monotonic()) if dirty else None
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None  # the flush deadline passed
+            if self._error is None:  # after an error, items are drained and discarded
+                try:
+                    if isinstance(item, Event):
+                        record = encode_record(item.SerializeToString())
+                        pending.append(record)
+                        pending_bytes += len(record)
+                        dirty = True
+                        if pending_bytes >= _WRITE_CHUNK:
+                            self._write(pending)
+                            pending_bytes = 0
+                    if not isinstance(item, Event) or time.monotonic() >= next_flush:
+                        if dirty:
+                            self._write(pending)
+                            pending_bytes = 0
+                            self._sync()
+                            dirty = False
+                        next_flush = time.monotonic() + self._flush_secs
+                except BaseException as error:  # raised in the producer's next call
+                    self._error = error
+                    pending.clear()
+            if isinstance(item, _FlushRequest):
+                item.done.set()
+            elif item is _CLOSE:
+                self._close_file()
+                return
+
+    def _write(self, pending: list[bytes]) -> None:
+        if pending:
+            data = b"".join(pending)
+            pending.clear()
+            view = memoryview(data)
+            while view:
+                written = self._file.write(view)
+                if written is None:  # pragma: no cover - only for non-blocking files
+                    raise OSError(f"short write to {self.path!r}")
+                view = view[written:]
+
+    def _sync(self) -> None:
+        os.fsync(self._file.fileno())
+        if os.fstat(self._file.fileno()).st_nlink == 0:
+            raise FileNotFoundError(f"event file {self.path!r} was deleted while being written")
+
+    def _close_file(self) -> None:
+        try:
+            self._file.close()
+        except BaseException as error:
+            if self._error is None:
+                self._error = error
+
+
+def _version_event() -> Event:
+    return Event(wall_time=time.time(), file_version="brain.Event:2")
+
+
+def flush_all_writers() -> None:
+    """Flush every open :class:`EventFileWriter` of this process.
+
+    Raises:
+        WriterError: The first failure, after every writer was tried.
+    """
+    first: BaseException | None = None
+    for writer in list(_live_writers):
+        if writer._pid != os.getpid() or writer.closed:
+            continue
+        try:
+            writer.flush()
+        except BaseException as error:
+            first = first or error
+    if first is not None:
+        raise first
+
+
+def _close_all_at_exit() -> None:
+    for writer in list(_live_writers):
+        if writer._pid == os.getpid():
+            try:
+                writer.close()
+            except Exception as error:  # the interpreter is exiting: report, do not raise
+                print(f"summary_hook: {error}", file=sys.stderr)
+
+
+def _forget_writers_in_child() -> None:
+    # A forked child has the parent's writers but not their threads; it must not
+    # touch the parent's files, so it drops them (their buffers are not flushed).
+    _live_writers.clear()
+
+
+atexit.register(_close_all_at_exit)
+os.register_at_fork(after_in_child=_forget_writers_in_child)

@@ -1,0 +1,291 @@
+"""Lightning front end: ``SessionRunHook``s driven by a ``Trainer``'s training loop.
+
+The mapping is the whole adapter:
+
+============================  =========================================================
+Lightning                     hook protocol
+============================  =========================================================
+``on_fit_start``              ``begin()`` on each hook, then the scaffold is finalized
+``on_train_start``            ``after_create_session`` (a resumed step is visible here)
+``on_train_batch_start``      ``before_run``, on batches that end in an optimizer step
+``on_train_batch_end``        requested ops evaluated with ``outputs``, ``after_run``
+``on_train_end``              ``end()``
+``on_exception``              every event writer flushed (``end()`` is skipped)
+============================  =========================================================
+
+The step is ``trainer.global_step``: the count of optimizer steps. Under gradient
+accumulation only the batch that completes a window is a run, so summaries see the
+accumulated gradients and are written once per optimizer step. Under manual
+optimization every batch is a run and ``global_step`` counts every
+``optimizer.step()`` call (two optimizers: +2 per batch).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.loggers import TensorBoardLogger
+from typing_extensions import override
+
+from summary_hook._evaluate import evaluate
+from summary_hook._hooks import SessionRunArgs, SessionRunContext, SessionRunHook, SessionRunValues
+from summary_hook._ops import SummaryOp
+from summary_hook._scaffold import Scaffold
+from summary_hook._summary_saver import SummarySaverHook, check_summary_source
+from summary_hook._timer import SecondOrStepTimer
+from summary_hook._writer import SummaryWriterLike, as_summary_writer, flush_everything
+
+__all__ = ["HookCallback", "SummarySaver"]
+
+
+class _TrainerSession:
+    """``run_context.session`` under Lightning: the step is ``trainer.global_step``."""
+
+    __slots__ = ("_trainer",)
+
+    def __init__(self, trainer: pl.Trainer) -> None:
+        self._trainer = trainer
+
+    @property
+    def global_step(self) -> int:
+        return int(self._trainer.global_step)
+
+
+def _ends_in_optimizer_step(trainer: pl.Trainer, pl_module: pl.LightningModule, batch_idx: int) -> bool:
+    if not pl_module.automatic_optimization:
+        return True
+    k = trainer.accumulate_grad_batches
+    return k == 1 or (batch_idx + 1) % k == 0 or batch_idx + 1 == trainer.num_training_batches
+
+
+class HookCallback(pl.Callback):
+    """Run TensorFlow-style ``SessionRunHook``s inside a Lightning ``Trainer``.
+
+    Args:
+        hooks: The hooks, called in this order.
+        scaffold: Finalized at ``on_fit_start``; a new :class:`Scaffold` when None.
+
+    Raises:
+        TypeError: If a hook is not a ``SessionRunHook``.
+
+    Example:
+        >>> import summary_hook as sh
+        >>> callback = sh.HookCallback([sh.SessionRunHook()])
+    """
+
+    def __init__(self, hooks: Iterable[SessionRunHook], *, scaffold: Scaffold | None = None) -> None:
+        self._hooks = list(hooks)
+        for hook in self._hooks:
+            if not isinstance(hook, SessionRunHook):
+                raise TypeError(f"hooks must be SessionRunHook instances, got {hook!r}")
+        self._scaffold = scaffold or Scaffold()
+        self._session: _TrainerSession | None = None
+        self._context: SessionRunContext | None = None
+        self._requests: dict[int, Any] = {}
+
+    @property
+    def hooks(self) -> list[SessionRunHook]:
+        """The hooks this callback drives."""
+        return list(self._hooks)
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._session = _TrainerSession(trainer)
+        for hook in self._hooks:
+            hook.begin()
+        self._scaffold.finalize()
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for hook in self._hooks:
+            hook.after_create_session(self._require_session(), None)
+
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._context = None
+        if not _ends_in_optimizer_step(trainer, pl_module, batch_idx):
+            return
+        context = SessionRunContext(SessionRunArgs(pl_module.training_step), self._require_session())
+        self._requests = {}
+        for index, hook in enumerate(self._hooks):
+            request = hook.before_run(context)
+            if request is not None and request.fetches is not None:
+                self._requests[index] = request.fetches
+        self._context = context
+
+    @override
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        context, self._context = self._context, None
+        if context is None:
+            return
+        results = evaluate(self._requests, outputs) if self._requests else {}
+        for index, hook in enumerate(self._hooks):
+            hook.after_run(context, SessionRunValues(results.get(index)))
+        if context.stop_requested:
+            trainer.should_stop = True
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for hook in self._hooks:
+            hook.end(self._require_session())
+
+    @override
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        # Lightning skips on_train_end here, as TensorFlow skips end(); keep the data anyway.
+        try:
+            flush_everything()
+        except Exception as error:
+            warnings.warn(
+                f"flushing summaries after {type(exception).__name__} failed: {error!r}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def _require_session(self) -> _TrainerSession:
+        if self._session is None:
+            raise RuntimeError("the Trainer has not started fitting with this callback yet")
+        return self._session
+
+
+class _DiscardWriter:
+    """The writer of ranks other than zero: they evaluate the ops but write nothing."""
+
+    def add_summary(self, summary: Any, global_step: int | None = None) -> None:
+        pass
+
+    def add_session_log(self, session_log: Any, global_step: int | None = None) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+class _BroadcastTimer(SecondOrStepTimer):
+    """Rank zero's clock decides: its ``should_trigger_for_step`` is broadcast to all ranks."""
+
+    def __init__(self, every_secs: float, strategy: Any) -> None:
+        super().__init__(every_secs=every_secs)
+        self._strategy = strategy
+
+    @override
+    def should_trigger_for_step(self, step: int) -> bool:
+        return bool(self._strategy.broadcast(super().should_trigger_for_step(step), src=0))
+
+
+class SummarySaver(HookCallback):
+    """``SummarySaverHook`` as a Lightning callback: save summaries every N steps or seconds.
+
+    With neither ``scaffold`` nor ``summary_op``, every op registered in the default
+    collection when training starts is saved (as ``MonitoredTrainingSession`` does).
+    With neither ``output_dir`` nor ``summary_writer``, files go to the Trainer's
+    ``log_dir`` when its logger is a ``TensorBoardLogger`` (one TensorBoard run with
+    Lightning's own metrics), else to ``<default_root_dir>/summaries``. Only global
+    rank zero writes; every rank evaluates the ops on the same steps, so a summary
+    function may use collectives.
+
+    Args:
+        save_steps: Save every this many optimizer steps.
+        save_secs: Save every this many seconds (rank zero's clock under DDP).
+        output_dir: Directory for the event file.
+        summary_writer: A writer to use instead, e.g. ``trainer.logger.experiment``.
+        scaffold: A :class:`Scaffold` whose ``summary_op`` is used.
+        summary_op: A summary op or a list of them.
+
+    Raises:
+        ValueError: With TensorFlow's messages: both ``scaffold`` and ``summary_op``;
+            both or neither of ``save_steps`` and ``save_secs``.
+        TypeError: If an argument has the wrong type.
+
+    Example:
+        >>> import summary_hook as sh
+        >>> saver = sh.SummarySaver(save_steps=50)
+    """
+
+    def __init__(
+        self,
+        save_steps: int | None = None,
+        save_secs: float | None = None,
+        output_dir: str | os.PathLike[str] | None = None,
+        summary_writer: Any = None,
+        scaffold: Scaffold | None = None,
+        summary_op: SummaryOp | Sequence[SummaryOp] | None = None,
+    ) -> None:
+        if scaffold is not None or summary_op is not None:
+            check_summary_source(scaffold, summary_op)
+        SecondOrStepTimer(every_secs=save_secs, every_steps=save_steps)  # TensorFlow's checks
+        if output_dir is not None and (
+            not isinstance(output_dir, (str, os.PathLike)) or not os.fspath(output_dir)
+        ):
+            raise ValueError(f"output_dir must be a non-empty path, got {output_dir!r}")
+        self._writer: SummaryWriterLike | None = (
+            None if summary_writer is None else as_summary_writer(summary_writer)
+        )
+        self._save_steps = save_steps
+        self._save_secs = save_secs
+        self._output_dir = output_dir
+        self._summary_op = summary_op
+        self._given_scaffold = scaffold
+        super().__init__([], scaffold=scaffold)
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(
+            save_steps=self._save_steps,
+            save_secs=self._save_secs,
+            output_dir=None if self._output_dir is None else os.fspath(self._output_dir),
+            summary_op=None if self._summary_op is None else repr(self._summary_op),
+        )
+
+    @property
+    def output_dir(self) -> str | None:
+        """Where events go: resolved at ``setup``; None before, or with ``summary_writer``."""
+        return None if self._output_dir is None else os.fspath(self._output_dir)
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        if self._writer is None and self._output_dir is None:
+            self._output_dir = _default_output_dir(trainer)  # a collective: every rank calls it
+        if trainer.is_global_zero:
+            writer: Any = self._writer
+            output_dir = None if writer is not None else self._output_dir
+        else:
+            writer, output_dir = _DiscardWriter(), None
+        # A fresh scaffold per fit, so ops re-registered in a notebook are picked up.
+        self._scaffold = self._given_scaffold or Scaffold()
+        hook = SummarySaverHook(
+            save_steps=self._save_steps,
+            save_secs=self._save_secs,
+            output_dir=output_dir,
+            summary_writer=writer,
+            scaffold=None if self._summary_op is not None else self._scaffold,
+            summary_op=self._summary_op,
+        )
+        if self._save_secs is not None and trainer.world_size > 1:
+            hook._timer = _BroadcastTimer(self._save_secs, trainer.strategy)
+        self._hooks = [hook]
+
+
+def _default_output_dir(trainer: pl.Trainer) -> str:
+    if isinstance(trainer.logger, TensorBoardLogger):
+        log_dir = trainer.log_dir
+        if log_dir is not None:
+            return log_dir
+    return os.path.join(trainer.default_root_dir, "summaries")

@@ -1,0 +1,256 @@
+"""Summary ops: named closures evaluated only on due steps, and their collections.
+
+An op is a :class:`SummaryOp` holding one or more :class:`Leaf` values (a ``scalar``
+or ``histogram`` is one leaf; ``merge`` joins leaves into one op that yields one
+``Summary``). A leaf's function takes no argument (it reads state, such as a weight)
+or one argument (what the step returned). Evaluation lives in ``_evaluate``.
+
+Collections mirror TensorFlow's graph collections: ``scalar`` and ``histogram`` add
+their op to ``"summaries"`` (``GraphKeys.SUMMARIES``) unless told otherwise, and
+``merge_all`` merges a collection. Registering a tag again in a collection replaces
+the earlier op, so re-running a notebook cell does not double the summaries.
+
+Thread contract: the collections are guarded by ``_lock``; ops are immutable.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import threading
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "SUMMARIES",
+    "Leaf",
+    "SummaryOp",
+    "clean_tag",
+    "clear_collection",
+    "get_collection",
+    "histogram",
+    "merge",
+    "merge_all",
+    "scalar",
+]
+
+#: The default collection, TensorFlow's ``GraphKeys.SUMMARIES``.
+SUMMARIES = "summaries"
+
+_INVALID_TAG_CHARACTERS = re.compile(r"[^-/\w\.]")
+_lock = threading.Lock()
+_collections: dict[str, dict[str, SummaryOp]] = {}
+
+Kind = Literal["scalar", "histogram"]
+
+
+def clean_tag(name: str) -> str:
+    """Clean a summary name as TensorFlow does: invalid characters become ``_``.
+
+    Leading slashes are removed too. A changed name is reported with a ``UserWarning``.
+
+    Raises:
+        TypeError: If ``name`` is not a string.
+        ValueError: If ``name`` is empty, before or after cleaning.
+
+    Example:
+        >>> clean_tag("train/loss")
+        'train/loss'
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"summary name must be a str, got {name!r}")
+    cleaned = _INVALID_TAG_CHARACTERS.sub("_", name).lstrip("/")
+    if not cleaned:
+        raise ValueError(f"summary name must not be empty, got {name!r}")
+    if cleaned != name:
+        warnings.warn(
+            f"Summary name {name!r} is illegal; using {cleaned!r} instead.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return cleaned
+
+
+@dataclass(frozen=True, eq=False)
+class Leaf:
+    """One named value: its tag, kind, function, and whether the function takes the output."""
+
+    tag: str
+    kind: Kind
+    fn: Callable[..., Any]
+    takes_output: bool
+
+
+@dataclass(frozen=True, eq=False)
+class SummaryOp:
+    """A summary op: evaluated on a due step, it yields one ``Summary`` holding its leaves.
+
+    Create ops with :func:`scalar`, :func:`histogram`, :func:`merge` or :func:`merge_all`.
+    """
+
+    leaves: tuple[Leaf, ...]
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The tags of the values this op produces, in order."""
+        return tuple(leaf.tag for leaf in self.leaves)
+
+    def __repr__(self) -> str:
+        if len(self.leaves) == 1:
+            return f"<{self.leaves[0].kind} {self.leaves[0].tag!r}>"
+        return f"<merged summary of {len(self.leaves)} values: {', '.join(self.tags)}>"
+
+
+def _takes_output(tag: str, fn: object) -> bool:
+    if not callable(fn):
+        raise TypeError(f"summary {tag!r}: fn must be callable, got {fn!r}")
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # some builtins have no signature: call with nothing
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in parameters if p.kind in positional and p.default is p.empty]
+    varargs = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
+    if len(required) > 1:
+        raise TypeError(
+            f"summary {tag!r}: fn must take no argument or one (the step's output); "
+            f"{fn!r} requires {len(required)}"
+        )
+    return len(required) == 1 or (not required and varargs)
+
+
+def _register(op: SummaryOp, collections: Iterable[str] | None) -> None:
+    names = [SUMMARIES] if collections is None else list(collections)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"collections must hold str names, got {name!r}")
+    with _lock:
+        for name in names:
+            _collections.setdefault(name, {})[op.leaves[0].tag] = op
+
+
+def _leaf_op(
+    kind: Kind, name: str, fn: Callable[..., Any], collections: Iterable[str] | None
+) -> SummaryOp:
+    tag = clean_tag(name)
+    op = SummaryOp((Leaf(tag, kind, fn, _takes_output(tag, fn)),))
+    _register(op, collections)
+    return op
+
+
+def scalar(
+    name: str, fn: Callable[..., Any], collections: Iterable[str] | None = None
+) -> SummaryOp:
+    """A scalar summary whose value ``fn`` computes on due steps only.
+
+    ``fn`` may return a Python or numpy number, or a tensor with one element, on any
+    device. All scalars of a due step reach the host in one transfer.
+
+    Args:
+        name: The tag; invalid characters become ``_`` with a warning.
+        fn: ``fn()`` reads state, ``fn(output)`` receives what the step returned.
+        collections: Collections to add the op to; default ``["summaries"]``. An
+            op with the same tag already there is replaced.
+
+    Returns:
+        The op, for :func:`merge` or a hook's ``summary_op``.
+
+    Raises:
+        TypeError: If ``fn`` is not callable or needs more than one argument.
+        ValueError: If ``name`` is empty.
+
+    Example:
+        >>> loss = scalar("loss", lambda out: out, collections=[])
+        >>> loss
+        <scalar 'loss'>
+    """
+    return _leaf_op("scalar", name, fn, collections)
+
+
+def histogram(
+    name: str, fn: Callable[..., Any], collections: Iterable[str] | None = None
+) -> SummaryOp:
+    """A histogram summary (TensorFlow's default buckets) of the tensor ``fn`` returns.
+
+    Bucket counts and statistics are computed with torch on the tensor's device;
+    only they reach the host.
+
+    Args:
+        name: The tag; invalid characters become ``_`` with a warning.
+        fn: ``fn()`` or ``fn(output)`` returning a real tensor, array or sequence.
+        collections: As for :func:`scalar`.
+
+    Returns:
+        The op.
+
+    Raises:
+        TypeError: If ``fn`` is not callable or needs more than one argument.
+        ValueError: If ``name`` is empty.
+
+    Example:
+        >>> import torch
+        >>> weights = histogram("w", lambda: torch.ones(3), collections=[])
+    """
+    return _leaf_op("histogram", name, fn, collections)
+
+
+def merge(inputs: Sequence[SummaryOp | None]) -> SummaryOp:
+    """One op whose evaluation yields one ``Summary`` holding every value of ``inputs``.
+
+    ``None`` entries are skipped. The merged op is not added to any collection.
+
+    Raises:
+        TypeError: If an entry is not a summary op.
+        ValueError: If ``inputs`` holds no op, or two values share a tag.
+
+    Example:
+        >>> a = scalar("a", lambda: 1.0, collections=[])
+        >>> b = scalar("b", lambda: 2.0, collections=[])
+        >>> merge([a, b]).tags
+        ('a', 'b')
+    """
+    if isinstance(inputs, SummaryOp) or not isinstance(inputs, Sequence):
+        raise TypeError(f"merge takes a list of summary ops, got {inputs!r}")
+    leaves: list[Leaf] = []
+    seen: set[str] = set()
+    for op in inputs:
+        if op is None:
+            continue
+        if not isinstance(op, SummaryOp):
+            raise TypeError(f"merge takes summary ops, got {op!r} of type {type(op).__name__}")
+        for leaf in op.leaves:
+            if leaf.tag in seen:
+                raise ValueError(f"duplicate tag {leaf.tag!r} in merged summary")
+            seen.add(leaf.tag)
+            leaves.append(leaf)
+    if not leaves:
+        raise ValueError(f"merge needs at least one summary op, got {inputs!r}")
+    return SummaryOp(tuple(leaves))
+
+
+def merge_all(key: str = SUMMARIES) -> SummaryOp | None:
+    """Merge every op in collection ``key``, or return None if it is empty.
+
+    Example:
+        >>> merge_all("an empty collection") is None
+        True
+    """
+    ops = get_collection(key)
+    return merge(ops) if ops else None
+
+
+def get_collection(key: str = SUMMARIES) -> list[SummaryOp]:
+    """The ops in collection ``key``, in the order their tags were first registered."""
+    with _lock:
+        return list(_collections.get(key, {}).values())
+
+
+def clear_collection(key: str | None = SUMMARIES) -> None:
+    """Empty collection ``key``, or every collection when ``key`` is None."""
+    with _lock:
+        if key is None:
+            _collections.clear()
+        else:
+            _collections.pop(key, None)

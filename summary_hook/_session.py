@@ -1,0 +1,186 @@
+"""``MonitoredSession``: drives hooks around a plain PyTorch training step.
+
+Not thread-safe: one session belongs to one training loop.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, TypeVar
+
+from summary_hook._evaluate import evaluate
+from summary_hook._hooks import (
+    SessionRunArgs,
+    SessionRunContext,
+    SessionRunHook,
+    SessionRunValues,
+)
+from summary_hook._scaffold import Scaffold
+from summary_hook._writer import flush_everything
+
+__all__ = ["MonitoredSession", "StepSession"]
+
+T = TypeVar("T")
+
+
+class StepSession:
+    """The session under the hooks: it owns the global step.
+
+    Args:
+        global_step: The first step (0, or the step a resumed run restarts from), or
+            a callable returning the current step (for example one that counts
+            optimizer steps, so gradient accumulation gives one step per update).
+    """
+
+    __slots__ = ("_count", "_read")
+
+    def __init__(self, global_step: int | Callable[[], int] = 0) -> None:
+        if callable(global_step):
+            self._read: Callable[[], int] | None = global_step
+            self._count = 0
+        elif isinstance(global_step, int) and not isinstance(global_step, bool):
+            self._read = None
+            self._count = global_step
+        else:
+            raise TypeError(f"global_step must be an int or a callable, got {global_step!r}")
+
+    @property
+    def global_step(self) -> int:
+        """The current global step."""
+        return self._count if self._read is None else int(self._read())
+
+    def advance(self) -> None:
+        """Count one step, unless the step is read from a callable."""
+        if self._read is None:
+            self._count += 1
+
+
+class MonitoredSession:
+    """Run a training step with hooks around it, as TensorFlow's ``MonitoredSession`` did.
+
+    Construction calls ``begin()`` on each hook, finalizes the scaffold, then calls
+    ``after_create_session``. :meth:`run` calls every ``before_run``, the step, then
+    evaluates the summary ops hooks asked for (one host transfer) and calls every
+    ``after_run``. Leaving the ``with`` block normally, or through ``StopIteration``
+    (which is suppressed), calls ``end()`` on each hook. Any other exception skips
+    ``end()``, as in TensorFlow, but every event writer is still flushed first.
+
+    Args:
+        hooks: Hooks, called in this order.
+        scaffold: Provides the default summary op; a new :class:`Scaffold` if None.
+        global_step: The first step (default 0), or a callable that reads the step.
+
+    Raises:
+        TypeError: If a hook is not a ``SessionRunHook`` or an argument has the wrong type.
+
+    Example:
+        >>> with MonitoredSession(hooks=[]) as sess:
+        ...     sess.run(lambda x: x + 1, 41)
+        42
+    """
+
+    def __init__(
+        self,
+        hooks: Iterable[SessionRunHook] = (),
+        scaffold: Scaffold | None = None,
+        global_step: int | Callable[[], int] = 0,
+    ) -> None:
+        self._hooks = list(hooks)
+        for hook in self._hooks:
+            if not isinstance(hook, SessionRunHook):
+                raise TypeError(f"hooks must be SessionRunHook instances, got {hook!r}")
+        if scaffold is not None and not isinstance(scaffold, Scaffold):
+            raise TypeError(f"scaffold must be a summary_hook.Scaffold, got {scaffold!r}")
+        self.scaffold = scaffold or Scaffold()
+        self._session = StepSession(global_step)
+        self._should_stop = False
+        self._closed = False
+        for hook in self._hooks:
+            hook.begin()
+        self.scaffold.finalize()
+        for hook in self._hooks:
+            hook.after_create_session(self._session, None)
+
+    @property
+    def global_step(self) -> int:
+        """The current global step."""
+        return self._session.global_step
+
+    def should_stop(self) -> bool:
+        """Whether a hook requested a stop (or the session is closed)."""
+        return self._should_stop or self._closed
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one training step ``fn(*args, **kwargs)`` with the hooks around it.
+
+        Returns:
+            What ``fn`` returned.
+
+        Raises:
+            RuntimeError: If called after a stop was requested or the session closed.
+            TypeError: If a hook's ``before_run`` returns something other than
+                ``SessionRunArgs`` or None.
+            ValueError: If a hook asks for ``feed_dict`` or ``options``.
+        """
+        if self._should_stop or self._closed:
+            raise RuntimeError("Run called even after should_stop requested.")
+        context = SessionRunContext(SessionRunArgs(fn), self._session)
+        requests: dict[int, Any] = {}
+        for index, hook in enumerate(self._hooks):
+            request = hook.before_run(context)
+            if request is not None and (fetches := _fetches_of(hook, request)) is not None:
+                requests[index] = fetches
+        output = fn(*args, **kwargs)
+        self._session.advance()
+        results = evaluate(requests, output) if requests else requests
+        for index, hook in enumerate(self._hooks):
+            hook.after_run(context, SessionRunValues(results.get(index)))
+        self._should_stop = self._should_stop or context.stop_requested
+        return output
+
+    def close(self) -> None:
+        """Call ``end()`` on every hook. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        for hook in self._hooks:
+            hook.end(self._session)
+
+    def __enter__(self) -> MonitoredSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if exc_type is None or issubclass(exc_type, StopIteration):
+            self.close()
+            return exc_type is not None
+        self._closed = True  # TensorFlow skips end() here; the data is kept all the same
+        try:
+            flush_everything()
+        except Exception as error:
+            warnings.warn(
+                f"flushing summaries after {exc_type.__name__} failed: {error!r}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return False
+
+
+def _fetches_of(hook: SessionRunHook, request: object) -> Any:
+    if not isinstance(request, SessionRunArgs):
+        raise TypeError(
+            f"{type(hook).__name__}.before_run must return SessionRunArgs or None, "
+            f"got {request!r}"
+        )
+    if request.feed_dict is not None or request.options is not None:
+        raise ValueError(
+            f"{type(hook).__name__}.before_run asked for feed_dict={request.feed_dict!r} "
+            f"and options={request.options!r}; PyTorch steps take no feeds or run options"
+        )
+    return request.fetches

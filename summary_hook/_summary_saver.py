@@ -1,0 +1,167 @@
+"""``SummarySaverHook``: TensorFlow's hook that saves summaries every N steps or seconds."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from tensorboard.compat.proto.event_pb2 import SessionLog
+
+from summary_hook._hooks import (
+    Session,
+    SessionRunArgs,
+    SessionRunContext,
+    SessionRunHook,
+    SessionRunValues,
+)
+from summary_hook._ops import SummaryOp
+from summary_hook._scaffold import Scaffold
+from summary_hook._timer import SecondOrStepTimer
+from summary_hook._writer import SummaryWriterLike, as_summary_writer
+from summary_hook._writer_cache import SummaryWriterCache
+
+__all__ = ["SummarySaverHook", "check_summary_source"]
+
+
+def check_summary_source(
+    scaffold: Scaffold | None, summary_op: SummaryOp | Sequence[SummaryOp] | None
+) -> None:
+    """TensorFlow's first check: exactly one of ``scaffold`` and ``summary_op``.
+
+    Raises:
+        ValueError: If both or neither is given (TensorFlow's message).
+        TypeError: If either has the wrong type.
+    """
+    if (scaffold is None) == (summary_op is None):
+        raise ValueError("Exactly one of scaffold or summary_op must be provided.")
+    if scaffold is not None and not isinstance(scaffold, Scaffold):
+        raise TypeError(f"scaffold must be a summary_hook.Scaffold, got {scaffold!r}")
+    if summary_op is not None:
+        ops = summary_op if isinstance(summary_op, (list, tuple)) else [summary_op]
+        for op in ops:
+            if not isinstance(op, SummaryOp):
+                raise TypeError(
+                    f"summary_op must be a summary op or a list of them, got {op!r} "
+                    f"of type {type(op).__name__}"
+                )
+
+
+class SummarySaverHook(SessionRunHook):
+    """Save summaries every ``save_steps`` steps or every ``save_secs`` seconds.
+
+    A port of ``tf.train.SummarySaverHook``. The first step is always due, a step is
+    never due twice, and summary functions run only on due steps. The first step
+    writes ``SessionLog.START`` at its post-run global step, before its summaries, so
+    TensorBoard drops stale points of an interrupted run after a resume. Each op in
+    ``summary_op`` gives one event per due step. :meth:`end` flushes but never closes
+    the writer, which is shared through :class:`SummaryWriterCache`.
+
+    Args:
+        save_steps: Save every this many steps.
+        save_secs: Save every this many seconds.
+        output_dir: Directory for the shared writer of that directory.
+        summary_writer: A writer to use instead (a :class:`FileWriter`, a
+            ``torch.utils.tensorboard`` or ``tensorboardX`` ``SummaryWriter``, or an
+            object with ``add_summary``, ``add_session_log`` and ``flush``).
+        scaffold: A :class:`Scaffold` whose ``summary_op`` is used.
+        summary_op: A summary op or a list of them.
+
+    Raises:
+        ValueError: If both or neither of ``scaffold`` and ``summary_op`` is given, if
+            both or neither of ``save_steps`` and ``save_secs`` is given (checked in
+            that order, with TensorFlow's messages), or if neither ``output_dir`` nor
+            ``summary_writer`` is given.
+        TypeError: If an argument has the wrong type.
+
+    Example:
+        >>> import tempfile, summary_hook as sh
+        >>> loss = sh.scalar("loss", lambda out: out, collections=[])
+        >>> hook = sh.SummarySaverHook(save_steps=10, output_dir=tempfile.mkdtemp(), summary_op=loss)
+    """
+
+    def __init__(
+        self,
+        save_steps: int | None = None,
+        save_secs: float | None = None,
+        output_dir: str | os.PathLike[str] | None = None,
+        summary_writer: Any = None,
+        scaffold: Scaffold | None = None,
+        summary_op: SummaryOp | Sequence[SummaryOp] | None = None,
+    ) -> None:
+        check_summary_source(scaffold, summary_op)
+        self._timer = SecondOrStepTimer(every_secs=save_secs, every_steps=save_steps)
+        if output_dir is None and summary_writer is None:
+            raise ValueError(
+                "SummarySaverHook needs output_dir or summary_writer; with neither it "
+                "would evaluate the summary ops on every step and write nothing"
+            )
+        if output_dir is not None and (
+            not isinstance(output_dir, (str, os.PathLike)) or not os.fspath(output_dir)
+        ):
+            raise ValueError(f"output_dir must be a non-empty path, got {output_dir!r}")
+        self._summary_op = summary_op
+        self._scaffold = scaffold
+        self._output_dir = output_dir
+        self._summary_writer: SummaryWriterLike | None = (
+            None if summary_writer is None else as_summary_writer(summary_writer)
+        )
+        self._next_step: int | None = None
+        self._stale_step = 0
+        self._request_summary = False
+
+    @property
+    def summary_writer(self) -> SummaryWriterLike | None:
+        """The writer in use: None before :meth:`begin` when only ``output_dir`` was given."""
+        return self._summary_writer
+
+    def begin(self) -> None:
+        """Open the shared writer of ``output_dir`` and forget any earlier run."""
+        if self._summary_writer is None and self._output_dir:
+            self._summary_writer = SummaryWriterCache.get(self._output_dir)
+        self._next_step = None
+
+    def before_run(self, run_context: SessionRunContext) -> SessionRunArgs | None:
+        """Ask for the summary ops when this step is due."""
+        self._stale_step = run_context.session.global_step
+        self._request_summary = self._next_step is None or self._timer.should_trigger_for_step(
+            self._next_step
+        )
+        if self._request_summary:
+            summary_op = self._get_summary_op()
+            if summary_op is not None:
+                return SessionRunArgs({"summary": summary_op})
+        return None
+
+    def after_run(self, run_context: SessionRunContext, run_values: SessionRunValues) -> None:
+        """Write ``SessionLog.START`` on the first step and the summaries on due steps."""
+        writer = self._summary_writer
+        if not writer:
+            return
+        global_step = self._stale_step + 1
+        if self._next_step is None or self._request_summary:
+            global_step = run_context.session.global_step
+        if self._next_step is None:
+            writer.add_session_log(SessionLog(status=SessionLog.START), global_step)
+        if self._request_summary:
+            self._timer.update_last_triggered_step(global_step)
+            results = run_values.results
+            if results is not None and "summary" in results:
+                for summary in results["summary"]:
+                    writer.add_summary(summary, global_step)
+        self._next_step = global_step + 1
+
+    def end(self, session: Session) -> None:
+        """Flush the writer; it stays open for others that share it."""
+        if self._summary_writer:
+            self._summary_writer.flush()
+
+    def _get_summary_op(self) -> list[SummaryOp] | None:
+        summary_op: SummaryOp | Sequence[SummaryOp] | None = self._summary_op
+        if summary_op is None and self._scaffold is not None:
+            summary_op = self._scaffold.summary_op
+        if summary_op is None:
+            return None
+        if isinstance(summary_op, SummaryOp):
+            return [summary_op]
+        return list(summary_op)

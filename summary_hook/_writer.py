@@ -1,0 +1,243 @@
+"""``FileWriter``, TensorFlow's public event writer, and adapters for other writers.
+
+Thread contract: :class:`FileWriter` is thread-safe; ``_lock`` guards the switch of
+``_events`` on :meth:`FileWriter.reopen` and ``_seen_tags``. Writing itself is
+serialised by :class:`~summary_hook._event_file.EventFileWriter`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from typing import Any, Protocol, runtime_checkable
+
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+from tensorboard.compat.proto.summary_pb2 import Summary
+
+from summary_hook._event_file import EventFileWriter, flush_all_writers
+
+__all__ = ["FileWriter", "SummaryWriterLike", "as_summary_writer", "flush_everything"]
+
+
+@runtime_checkable
+class SummaryWriterLike(Protocol):
+    """What a hook needs from a writer: TensorFlow's ``FileWriter`` methods."""
+
+    def add_summary(self, summary: Summary | bytes, global_step: int | None = None) -> None: ...
+
+    def add_session_log(self, session_log: SessionLog, global_step: int | None = None) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class FileWriter:
+    """Write ``Summary`` and ``SessionLog`` events to a new event file in ``logdir``.
+
+    The file is named ``events.out.tfevents.<10-digit seconds>.<host>.<pid>.<n><suffix>``
+    and starts with the ``file_version="brain.Event:2"`` record. Events go through a
+    bounded queue to a background thread; a full queue makes the caller wait.
+
+    Args:
+        logdir: Directory of the event file; created if missing.
+        max_queue: Events that may wait before ``add_*`` blocks.
+        flush_secs: Longest time an event waits in memory before it reaches the OS.
+        filename_suffix: Appended to the file name.
+
+    Raises:
+        ValueError: If ``max_queue`` or ``flush_secs`` is not positive.
+        OSError: If the directory or the file cannot be created.
+
+    Example:
+        >>> import tempfile
+        >>> writer = FileWriter(tempfile.mkdtemp())
+        >>> writer.add_session_log(SessionLog(status=SessionLog.START), global_step=1)
+        >>> writer.close()
+    """
+
+    def __init__(
+        self,
+        logdir: str | os.PathLike[str],
+        max_queue: int = 10,
+        flush_secs: float = 120,
+        filename_suffix: str | None = None,
+    ) -> None:
+        if not isinstance(logdir, (str, os.PathLike)) or not os.fspath(logdir):
+            raise ValueError(f"logdir must be a non-empty path, got {logdir!r}")
+        self._logdir = os.fspath(logdir)
+        self._options = (max_queue, flush_secs, filename_suffix or "")
+        self._lock = threading.Lock()
+        self._seen_tags: set[str] = set()
+        self._events: EventFileWriter | None = EventFileWriter(self._logdir, *self._options)
+
+    def get_logdir(self) -> str:
+        """The directory this writer writes to."""
+        return self._logdir
+
+    @property
+    def path(self) -> str | None:
+        """The event file being written, or None once closed."""
+        events = self._events
+        return None if events is None else events.path
+
+    def add_summary(self, summary: Summary | bytes, global_step: int | None = None) -> None:
+        """Write ``summary`` (a ``Summary`` or its serialized bytes) at ``global_step``.
+
+        As in TensorFlow, only the first value of each tag keeps its ``metadata``.
+
+        Raises:
+            TypeError: If ``summary`` is neither a ``Summary`` nor bytes.
+            RuntimeError: If the writer is closed.
+        """
+        if isinstance(summary, bytes):
+            summary = Summary.FromString(summary)
+        elif not isinstance(summary, Summary):
+            raise TypeError(f"summary must be a Summary proto or bytes, got {type(summary)!r}")
+        event = Event(summary=summary)
+        self._strip_repeated_metadata(event.summary)
+        self._add_event(event, global_step)
+
+    def add_session_log(self, session_log: SessionLog, global_step: int | None = None) -> None:
+        """Write ``session_log`` (for example ``SessionLog(status=SessionLog.START)``).
+
+        Raises:
+            TypeError: If ``session_log`` is not a ``SessionLog``.
+            RuntimeError: If the writer is closed.
+        """
+        if not isinstance(session_log, SessionLog):
+            raise TypeError(f"session_log must be a SessionLog proto, got {type(session_log)!r}")
+        self._add_event(Event(session_log=session_log), global_step)
+
+    def add_event(self, event: Event) -> None:
+        """Write ``event`` exactly as given (``wall_time`` and ``step`` are not touched).
+
+        Raises:
+            TypeError: If ``event`` is not an ``Event``.
+            RuntimeError: If the writer is closed.
+        """
+        if not isinstance(event, Event):
+            raise TypeError(f"event must be an Event proto, got {type(event)!r}")
+        self._live().add_event(event)
+
+    def flush(self) -> None:
+        """Return once every event added before this call is on disk. No-op when closed."""
+        events = self._events
+        if events is not None:
+            events.flush()
+
+    def close(self) -> None:
+        """Flush and close the file. Safe to call twice; :meth:`reopen` starts a new file."""
+        with self._lock:
+            events, self._events = self._events, None
+        if events is not None:
+            events.close()
+
+    def reopen(self) -> None:
+        """Start writing to a new event file after :meth:`close`. No-op when open."""
+        with self._lock:
+            if self._events is None:
+                self._events = EventFileWriter(self._logdir, *self._options)
+
+    def _add_event(self, event: Event, step: int | None) -> None:
+        event.wall_time = time.time()
+        if step is not None:
+            event.step = int(step)
+        self._live().add_event(event)
+
+    def _live(self) -> EventFileWriter:
+        events = self._events
+        if events is None:
+            raise RuntimeError(
+                f"FileWriter for {self._logdir!r} is closed; call reopen() to write again"
+            )
+        return events
+
+    def _strip_repeated_metadata(self, summary: Summary) -> None:
+        for value in summary.value:
+            if value.HasField("metadata"):
+                with self._lock:
+                    if value.tag in self._seen_tags:
+                        value.ClearField("metadata")
+                    else:
+                        self._seen_tags.add(value.tag)
+
+    def __repr__(self) -> str:
+        return f"FileWriter({self._logdir!r}, path={self.path!r})"
+
+
+_foreign_writers: weakref.WeakSet[_ForeignWriter] = weakref.WeakSet()
+
+
+class _ForeignWriter:
+    """Adapts a ``torch.utils.tensorboard`` or ``tensorboardX`` ``SummaryWriter``."""
+
+    def __init__(self, writer: Any, event_type: Any) -> None:
+        self._writer = writer
+        self._event_type = event_type  # None: TensorBoard's own Event class
+        _foreign_writers.add(self)
+
+    def add_summary(self, summary: Summary | bytes, global_step: int | None = None) -> None:
+        if isinstance(summary, bytes):
+            summary = Summary.FromString(summary)
+        self._add(Event(summary=summary), global_step)
+
+    def add_session_log(self, session_log: SessionLog, global_step: int | None = None) -> None:
+        self._add(Event(session_log=session_log), global_step)
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def _add(self, event: Event, step: int | None) -> None:
+        converted: Any = event
+        if self._event_type is not None:
+            converted = self._event_type.FromString(event.SerializeToString())
+        # Both libraries' public writers reach their file writer through this method,
+        # which also reopens it after close().
+        self._writer._get_file_writer().add_event(converted, step)
+
+    def __repr__(self) -> str:
+        return f"_ForeignWriter({self._writer!r})"
+
+
+def as_summary_writer(writer: object) -> SummaryWriterLike:
+    """Return ``writer`` as something a hook can write to.
+
+    Accepts a :class:`FileWriter`, a ``torch.utils.tensorboard.SummaryWriter``, a
+    ``tensorboardX.SummaryWriter``, or any object with TensorFlow's ``add_summary``,
+    ``add_session_log`` and ``flush`` methods.
+
+    Raises:
+        TypeError: For anything else, naming the type received.
+    """
+    module = type(writer).__module__
+    name = type(writer).__name__
+    if name == "SummaryWriter" and module.startswith("torch.utils.tensorboard"):
+        return _ForeignWriter(writer, None)
+    if name == "SummaryWriter" and module.startswith("tensorboardX"):
+        from tensorboardX.proto import event_pb2 as tbx_event_pb2
+
+        return _ForeignWriter(writer, tbx_event_pb2.Event)
+    if isinstance(writer, SummaryWriterLike):
+        return writer
+    raise TypeError(
+        "summary_writer must be a summary_hook.FileWriter, a torch.utils.tensorboard or "
+        "tensorboardX SummaryWriter, or have add_summary, add_session_log and flush methods; "
+        f"got {writer!r} of type {type(writer).__qualname__}"
+    )
+
+
+def flush_everything() -> None:
+    """Flush every event file this process writes, directly or through an adapter.
+
+    Raises:
+        Exception: The first failure, after every writer was tried.
+    """
+    first: BaseException | None = None
+    for flush in (flush_all_writers, *(w.flush for w in list(_foreign_writers))):
+        try:
+            flush()
+        except BaseException as error:
+            first = first or error
+    if first is not None:
+        raise first

@@ -1,0 +1,69 @@
+"""``SummaryWriterCache``: one shared :class:`FileWriter` per log directory.
+
+Thread contract: thread-safe; the class-level ``_lock`` guards ``_cache``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import ClassVar
+
+from summary_hook._writer import FileWriter
+
+__all__ = ["SummaryWriterCache"]
+
+
+class SummaryWriterCache:
+    """One :class:`FileWriter` per directory, shared by every hook that writes there.
+
+    Unlike TensorFlow, the key is the normalised absolute path, so ``"runs/a"`` and
+    ``"./runs/a/"`` share one writer and one file.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> SummaryWriterCache.get(d) is SummaryWriterCache.get(d + "/")
+        True
+        >>> SummaryWriterCache.clear()
+    """
+
+    _cache: ClassVar[dict[str, FileWriter]] = {}
+    _lock: ClassVar[threading.RLock] = threading.RLock()
+
+    @staticmethod
+    def get(logdir: str | os.PathLike[str]) -> FileWriter:
+        """Return the shared writer for ``logdir``, creating it on first use.
+
+        Raises:
+            ValueError: If ``logdir`` is empty or not a path.
+            OSError: If the directory or the event file cannot be created.
+        """
+        if not isinstance(logdir, (str, os.PathLike)) or not os.fspath(logdir):
+            raise ValueError(f"logdir must be a non-empty path, got {logdir!r}")
+        key = os.path.realpath(os.path.expanduser(os.fspath(logdir)))
+        with SummaryWriterCache._lock:
+            writer = SummaryWriterCache._cache.get(key)
+            if writer is None:
+                writer = FileWriter(key)
+                SummaryWriterCache._cache[key] = writer
+            return writer
+
+    @staticmethod
+    def clear() -> None:
+        """Close every cached writer and empty the cache.
+
+        Raises:
+            Exception: The first close failure, after every writer was closed.
+        """
+        with SummaryWriterCache._lock:
+            writers = list(SummaryWriterCache._cache.values())
+            SummaryWriterCache._cache.clear()
+        first: BaseException | None = None
+        for writer in writers:
+            try:
+                writer.close()
+            except BaseException as error:
+                first = first or error
+        if first is not None:
+            raise first

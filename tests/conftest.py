@@ -1,0 +1,64 @@
+"""Shared fixtures: a clean state per test and readers built on TensorBoard's own code."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections import defaultdict
+
+import pytest
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.compat.proto.event_pb2 import Event
+
+import summary_hook as sh
+
+
+@pytest.fixture(autouse=True)
+def _clean_state():
+    sh.clear_collection(None)
+    yield
+    sh.SummaryWriterCache.clear()
+    sh.clear_collection(None)
+
+
+def event_files(logdir: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(logdir, "**", "*tfevents*"), recursive=True))
+
+
+def read_events(path: str) -> list[Event]:
+    """Every event of one file, read by TensorBoard's loader."""
+    return list(event_file_loader.EventFileLoader(path).Load())
+
+
+def all_events(logdir: str) -> list[Event]:
+    return [event for path in event_files(logdir) for event in read_events(path)]
+
+
+def summaries_by_step(logdir: str) -> dict[int, dict[str, float]]:
+    """``{step: {tag: simple_value}}`` of every summary event, TensorFlow's golden form."""
+    table: dict[int, dict[str, float]] = defaultdict(dict)
+    for event in all_events(logdir):
+        for value in event.summary.value:
+            if value.HasField("simple_value"):
+                assert value.tag not in table[event.step], f"{value.tag} twice at {event.step}"
+                table[event.step][value.tag] = value.simple_value
+    return dict(table)
+
+
+def accumulator(logdir: str) -> EventAccumulator:
+    acc = EventAccumulator(logdir, size_guidance={"scalars": 0, "histograms": 0})
+    acc.Reload()
+    return acc
+
+
+class Counter:
+    """A summary value that counts its evaluations, like TensorFlow's ``assign_add`` fixture."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.calls = 0
+        self.scale = scale
+
+    def __call__(self) -> float:
+        self.calls += 1
+        return self.calls * self.scale
