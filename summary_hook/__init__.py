@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from summary_hook._evaluate import SummaryEvaluationError
+from summary_hook._evaluate import SummaryEvaluationError, evaluate
 from summary_hook._event_file import WriterError
 from summary_hook._hooks import (
     SessionRunArgs,
@@ -28,7 +28,7 @@ from summary_hook._ops import (
     scalar,
 )
 from summary_hook._scaffold import Scaffold
-from summary_hook._session import MonitoredSession
+from summary_hook._session import MonitoredSession, StepSession
 from summary_hook._summary_saver import SummarySaverHook
 from summary_hook._timer import NeverTriggerTimer, SecondOrStepTimer
 from summary_hook._version import __version__
@@ -50,6 +50,7 @@ __all__ = [
     "SessionRunContext",
     "SessionRunHook",
     "SessionRunValues",
+    "StepSession",
     "SummaryEvaluationError",
     "SummaryOp",
     "SummarySaver",
@@ -58,6 +59,7 @@ __all__ = [
     "WriterError",
     "__version__",
     "clear_collection",
+    "evaluate",
     "get_collection",
     "histogram",
     "merge",

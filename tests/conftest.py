@@ -27,8 +27,8 @@ def event_files(logdir: str) -> list[str]:
 
 
 def read_events(path: str) -> list[Event]:
-    """Every event of one file, read by TensorBoard's loader."""
-    return list(event_file_loader.EventFileLoader(path).Load())
+    """Every event of one file as written, read by TensorBoard's own loader."""
+    return list(event_file_loader.LegacyEventFileLoader(path).Load())
 
 
 def all_events(logdir: str) -> list[Event]:

@@ -1,0 +1,107 @@
+"""Histograms: TensorFlow's buckets, checked against torch.utils.tensorboard's bins="tensorflow"."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.tensorboard.summary import histogram as torch_histogram
+
+import summary_hook as sh
+from summary_hook._histogram import BUCKET_LIMITS, _cell_tables
+
+DBL_MAX = sys.float_info.max
+TORCH_BINS = list(BUCKET_LIMITS[1:-1])  # torch's default_bins: no +-DBL_MAX
+
+
+def ours(values):
+    return sh.evaluate(sh.histogram("h", lambda: values, collections=[])).value[0].histo
+
+
+def nonempty(histo):
+    return {limit: count for limit, count in zip(histo.bucket_limit, histo.bucket) if count}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        torch.randn(100_000, generator=torch.Generator().manual_seed(0)),
+        torch.randn(50, 40, generator=torch.Generator().manual_seed(1)) * 1e6,
+        torch.rand(10_000, generator=torch.Generator().manual_seed(2)) * 1e-9,
+        torch.tensor([0.0, -0.0, 1e-12, -1e-12, 1.0, -1.0, 3.5e19, -3.5e19]),
+        torch.randn(1000, dtype=torch.float64, generator=torch.Generator().manual_seed(3)),
+        torch.randn(1000, generator=torch.Generator().manual_seed(4)).to(torch.bfloat16),
+        torch.randn(1000, generator=torch.Generator().manual_seed(5)).to(torch.float16),
+        torch.randint(-1000, 1000, (1000,), generator=torch.Generator().manual_seed(6)),
+        torch.randint(0, 2, (100,), generator=torch.Generator().manual_seed(7)).bool(),
+    ],
+    ids=["randn", "wide", "tiny", "edges", "float64", "bfloat16", "float16", "int64", "bool"],
+)
+def test_histogram_matches_torch_tensorflow_bins(values):
+    histo = ours(values)
+    reference = torch_histogram("h", values.double(), bins=TORCH_BINS).value[0].histo
+    assert nonempty(histo) == nonempty(reference)
+    assert histo.num == reference.num
+    assert histo.min == pytest.approx(reference.min, rel=1e-12)
+    assert histo.max == pytest.approx(reference.max, rel=1e-12)
+    assert histo.sum == pytest.approx(reference.sum, rel=1e-9, abs=1e-9)
+    assert histo.sum_squares == pytest.approx(reference.sum_squares, rel=1e-9)
+
+
+def test_histogram_collapses_runs_of_empty_buckets_like_tensorflow():
+    histo = ours(torch.tensor([1.0, 1.0, 100.0]))
+    limits, counts = list(histo.bucket_limit), list(histo.bucket)
+    assert counts == [0.0, 2.0, 0.0, 1.0, 0.0]
+    assert limits[-1] == DBL_MAX
+    assert limits[1] > 1.0 >= limits[0]
+    assert limits[3] > 100.0 >= limits[2]
+
+
+def test_histogram_puts_infinities_in_the_outer_buckets_and_drops_nan():
+    histo = ours(torch.tensor([float("-inf"), float("inf"), float("nan"), 2.0]))
+    assert histo.bucket_limit[0] == -DBL_MAX and histo.bucket[0] == 1.0
+    assert histo.bucket_limit[-1] == DBL_MAX and histo.bucket[-1] == 1.0
+    assert sum(histo.bucket) == 3.0 and histo.num == 4.0
+
+
+def test_histogram_of_an_empty_tensor_is_an_empty_histogram():
+    histo = ours(torch.empty(0))
+    assert (histo.num, histo.min, histo.max, histo.sum, histo.sum_squares) == (0, 0, 0, 0, 0)
+    assert list(histo.bucket) == [0.0] and list(histo.bucket_limit) == [DBL_MAX]
+
+
+def test_histogram_accepts_arrays_and_lists():
+    assert ours(np.arange(5.0)).num == 5.0
+    assert ours([1, 2, 3]).sum == 6.0
+
+
+def test_histogram_detaches_tensors_that_require_grad():
+    assert ours(torch.ones(3, requires_grad=True) * 2).sum == 6.0
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "message"),
+    [
+        (torch.ones(2, dtype=torch.complex64), TypeError, r"histogram 'h' must be real"),
+        (["a", "b"], TypeError, r"histogram 'h' must hold real numbers"),
+        (None, TypeError, r"histogram 'h' must hold real numbers, got None"),
+        (torch.empty(3, device="meta"), ValueError, r"histogram 'h' is a tensor on the meta device"),
+    ],
+)
+def test_histogram_rejects_bad_values_naming_the_tag(value, error, message):
+    with pytest.raises(error, match=message):
+        ours(value)
+
+
+def test_every_float32_cell_holds_at_most_one_bucket_limit():
+    threshold, bucket = _cell_tables()  # builds and checks the tables
+    assert threshold.shape == (1 << 16,) and bucket.shape == (1 << 17,)
+
+
+def test_limits_are_tensorflow_defaults():
+    assert BUCKET_LIMITS[0] == -DBL_MAX and BUCKET_LIMITS[-1] == DBL_MAX
+    assert BUCKET_LIMITS[len(BUCKET_LIMITS) // 2] == 0.0
+    assert BUCKET_LIMITS[len(BUCKET_LIMITS) // 2 + 1] == 1e-12
+    assert len(BUCKET_LIMITS) == 1551

@@ -1,0 +1,202 @@
+"""TensorFlow's SummarySaverHookTest, ported, with real files read by TensorBoard's reader."""
+
+from __future__ import annotations
+
+import time
+from unittest import mock
+
+import pytest
+from tensorboard.compat.proto.event_pb2 import SessionLog
+
+import summary_hook as sh
+from tests.conftest import Counter, all_events, event_files, read_events, summaries_by_step
+from tests.contract import MOCK_START_TIME, SCENARIOS, Scenario
+
+
+def make_ops(scenario: Scenario) -> tuple[list[sh.SummaryOp], Counter]:
+    counter = Counter()
+    ops = [sh.scalar("my_summary", counter)]
+    if "my_summary2" in scenario.tags:
+        ops.append(sh.scalar("my_summary2", lambda: counter.calls * 2.0))
+    return ops, counter
+
+
+def run_plain(scenario: Scenario, logdir: str) -> Counter:
+    ops, counter = make_ops(scenario)
+    hook = sh.SummarySaverHook(
+        save_steps=scenario.save_steps,
+        save_secs=scenario.save_secs,
+        output_dir=logdir,
+        summary_op=ops if len(ops) > 1 else ops[0],
+    )
+    with mock.patch.object(time, "time") as mock_time:
+        mock_time.return_value = MOCK_START_TIME
+        with sh.MonitoredSession(hooks=[hook]) as sess:
+            for _ in range(scenario.runs):
+                sess.run(lambda: None)
+                mock_time.return_value += scenario.tick
+    return counter
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_plain_loop_matches_golden_table(scenario, tmp_path):
+    counter = run_plain(scenario, str(tmp_path))
+    assert summaries_by_step(str(tmp_path)) == scenario.expected
+    assert counter.calls == len(scenario.expected)  # evaluated on due steps only
+
+
+def test_raise_when_scaffold_and_summary_op_both_missing():
+    with pytest.raises(ValueError, match="Exactly one of scaffold or summary_op must be provided."):
+        sh.SummarySaverHook(save_steps=1, output_dir="unused")
+
+
+def test_raise_when_scaffold_and_summary_op_both_present():
+    op = sh.scalar("a", lambda: 1.0)
+    with pytest.raises(ValueError, match="Exactly one of scaffold or summary_op must be provided."):
+        sh.SummarySaverHook(save_steps=1, output_dir="unused", scaffold=sh.Scaffold(), summary_op=op)
+
+
+def test_raise_in_both_secs_and_steps():
+    op = sh.scalar("a", lambda: 1.0)
+    with pytest.raises(ValueError, match="Can not provide both every_secs and every_steps."):
+        sh.SummarySaverHook(save_secs=10, save_steps=20, output_dir="unused", summary_op=op)
+
+
+def test_raise_in_none_secs_and_steps():
+    op = sh.scalar("a", lambda: 1.0)
+    with pytest.raises(ValueError, match="Either every_secs or every_steps should be provided."):
+        sh.SummarySaverHook(output_dir="unused", summary_op=op)
+
+
+def test_scaffold_check_comes_before_timer_check():
+    with pytest.raises(ValueError, match="Exactly one of scaffold"):
+        sh.SummarySaverHook(output_dir="unused")
+
+
+def test_raises_when_no_writer_is_configured():
+    op = sh.scalar("a", lambda: 1.0)
+    with pytest.raises(ValueError, match="needs output_dir or summary_writer"):
+        sh.SummarySaverHook(save_steps=1, summary_op=op)
+
+
+def test_first_step_writes_session_start_before_its_summaries(tmp_path):
+    hook = sh.SummarySaverHook(save_steps=5, output_dir=str(tmp_path),
+                               summary_op=sh.scalar("x", lambda: 1.0))
+    with sh.MonitoredSession(hooks=[hook]) as sess:
+        for _ in range(3):
+            sess.run(lambda: None)
+    (path,) = event_files(str(tmp_path))
+    events = read_events(path)
+    assert events[0].file_version == "brain.Event:2"
+    assert events[1].session_log.status == SessionLog.START
+    assert events[1].step == 1
+    assert events[2].summary.value[0].tag == "x" and events[2].step == 1
+    assert len(events) == 3
+
+
+def test_each_op_in_list_gives_one_event_and_merge_gives_one(tmp_path):
+    a = sh.scalar("a", lambda: 1.0)
+    b = sh.scalar("b", lambda: 2.0)
+    listed = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path / "list"), summary_op=[a, b])
+    merged = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path / "merged"),
+                                 summary_op=sh.merge([a, b]))
+    with sh.MonitoredSession(hooks=[listed, merged]) as sess:
+        sess.run(lambda: None)
+    list_events = [e for e in all_events(str(tmp_path / "list")) if e.HasField("summary")]
+    merged_events = [e for e in all_events(str(tmp_path / "merged")) if e.HasField("summary")]
+    assert [[v.tag for v in e.summary.value] for e in list_events] == [["a"], ["b"]]
+    assert [[v.tag for v in e.summary.value] for e in merged_events] == [["a", "b"]]
+
+
+def test_scaffold_defaults_to_merge_all_at_finalize(tmp_path):
+    scaffold = sh.Scaffold()
+    hook = sh.SummarySaverHook(save_steps=2, output_dir=str(tmp_path), scaffold=scaffold)
+    counter = Counter()
+    sh.scalar("late", counter)  # registered before the session finalizes the scaffold
+    with sh.MonitoredSession(hooks=[hook], scaffold=scaffold) as sess:
+        for _ in range(4):
+            sess.run(lambda: None)
+    assert summaries_by_step(str(tmp_path)) == {1: {"late": 1.0}, 3: {"late": 2.0}}
+
+
+def test_scaffold_without_ops_writes_start_and_no_summaries(tmp_path):
+    scaffold = sh.Scaffold()
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path), scaffold=scaffold)
+    with sh.MonitoredSession(hooks=[hook], scaffold=scaffold) as sess:
+        sess.run(lambda: None)
+        sess.run(lambda: None)
+    events = all_events(str(tmp_path))
+    assert [e.session_log.status for e in events[1:]] == [SessionLog.START]
+
+
+def test_two_hooks_on_one_directory_share_one_file(tmp_path):
+    fast = sh.SummarySaverHook(save_steps=2, output_dir=str(tmp_path),
+                               summary_op=sh.scalar("fast", Counter(), collections=[]))
+    slow = sh.SummarySaverHook(save_steps=5, output_dir=str(tmp_path) + "/",
+                               summary_op=sh.scalar("slow", Counter(), collections=[]))
+    with sh.MonitoredSession(hooks=[fast, slow]) as sess:
+        for _ in range(10):
+            sess.run(lambda: None)
+    assert len(event_files(str(tmp_path))) == 1
+    table = summaries_by_step(str(tmp_path))
+    assert table == {1: {"fast": 1.0, "slow": 1.0}, 3: {"fast": 2.0}, 5: {"fast": 3.0},
+                     6: {"slow": 2.0}, 7: {"fast": 4.0}, 9: {"fast": 5.0}}
+
+
+def test_end_flushes_but_does_not_close_the_shared_writer(tmp_path):
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path),
+                               summary_op=sh.scalar("x", lambda: 1.0))
+    with sh.MonitoredSession(hooks=[hook]) as sess:
+        sess.run(lambda: None)
+    writer = sh.SummaryWriterCache.get(str(tmp_path))
+    assert writer is hook.summary_writer
+    writer.add_summary(b"", 5)  # still open
+    writer.flush()
+
+
+def test_explicit_summary_writer_is_used(tmp_path):
+    writer = sh.FileWriter(str(tmp_path))
+    hook = sh.SummarySaverHook(save_steps=1, summary_writer=writer,
+                               summary_op=sh.scalar("x", lambda: 3.0))
+    with sh.MonitoredSession(hooks=[hook]) as sess:
+        sess.run(lambda: None)
+    writer.close()
+    assert summaries_by_step(str(tmp_path)) == {1: {"x": 3.0}}
+
+
+def test_stuck_global_step_never_triggers_again_with_save_steps(tmp_path):
+    # TensorFlow's edge case: the predicted step stays at s + 2 < last + save_steps.
+    counter = Counter()
+    hook = sh.SummarySaverHook(save_steps=5, output_dir=str(tmp_path),
+                               summary_op=sh.scalar("x", counter))
+    with sh.MonitoredSession(hooks=[hook], global_step=lambda: 7) as sess:
+        for _ in range(20):
+            sess.run(lambda: None)
+    assert counter.calls == 1
+    assert summaries_by_step(str(tmp_path)) == {7: {"x": 1.0}}
+
+
+def test_step_increments_of_two_trigger_late_like_tensorflow(tmp_path):
+    # The hook predicts stale + 1 for the next step, so save_steps=4 with +2 per run
+    # triggers at real steps 2, 8, 14 (not 2, 6, 10).
+    steps = iter(range(0, 100, 2))
+    state = {"step": 0}
+
+    def train():
+        state["step"] = next(steps) + 2
+
+    hook = sh.SummarySaverHook(save_steps=4, output_dir=str(tmp_path),
+                               summary_op=sh.scalar("x", Counter()))
+    with sh.MonitoredSession(hooks=[hook], global_step=lambda: state["step"]) as sess:
+        for _ in range(8):
+            sess.run(train)
+    assert sorted(summaries_by_step(str(tmp_path))) == [2, 8, 14]
+
+
+def test_hooked_run_returns_the_step_result_and_counts_steps(tmp_path):
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path),
+                               summary_op=sh.scalar("loss", lambda out: out * 2))
+    with sh.MonitoredSession(hooks=[hook], global_step=100) as sess:
+        assert sess.run(lambda a, b=0: a + b, 1.5, b=1.0) == 2.5
+        assert sess.global_step == 101
+    assert summaries_by_step(str(tmp_path)) == {101: {"loss": 5.0}}

@@ -1,0 +1,90 @@
+"""Laziness and the one host transfer per due step, counted at the dispatcher."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import summary_hook as sh
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+class CountHostTransfers(TorchDispatchMode):
+    """Counts copies to the host and ``.item()``-style reads, the ways a value leaves a device."""
+
+    def __init__(self):
+        super().__init__()
+        self.transfers = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.transfers += 1
+        elif func is torch.ops.aten._to_copy.default and str(kwargs.get("device")) == "cpu":
+            self.transfers += 1
+        return func(*args, **kwargs)
+
+
+def make_hook(tmp_path, device, n_scalars, n_histograms=0):
+    calls = []
+    ops = []
+    for i in range(n_scalars):
+        ops.append(sh.scalar(f"s/{i}", lambda i=i: calls.append(i) or torch.tensor(float(i), device=device)))
+    for i in range(n_histograms):
+        ops.append(sh.histogram(f"h/{i}", lambda: calls.append("h") or torch.randn(1000, device=device)))
+    hook = sh.SummarySaverHook(save_steps=10, output_dir=str(tmp_path), summary_op=sh.merge(ops))
+    return hook, calls
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_due_step_moves_50_scalars_in_one_transfer(tmp_path, device):
+    hook, calls = make_hook(tmp_path, device, 50)
+    with sh.MonitoredSession(hooks=[hook]) as sess:
+        with CountHostTransfers() as counter:
+            sess.run(lambda: None)  # the first step is due
+    assert len(calls) == 50
+    assert counter.transfers == 1
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_due_step_with_scalars_and_histograms_is_still_one_transfer(tmp_path, device):
+    hook, calls = make_hook(tmp_path, device, 20, n_histograms=5)
+    with sh.MonitoredSession(hooks=[hook]) as sess:
+        with CountHostTransfers() as counter:
+            sess.run(lambda: None)
+    assert len(calls) == 25
+    assert counter.transfers == 1
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_due_step_calls_nothing_and_transfers_nothing(tmp_path, device):
+    hook, calls = make_hook(tmp_path, device, 50, n_histograms=2)
+    with sh.MonitoredSession(hooks=[hook]) as sess:
+        sess.run(lambda: None)
+        calls.clear()
+        with CountHostTransfers() as counter:
+            for _ in range(8):
+                sess.run(lambda: None)
+    assert calls == []
+    assert counter.transfers == 0
+
+
+def test_two_hooks_due_on_one_step_share_one_transfer(tmp_path):
+    a = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path / "a"),
+                            summary_op=sh.scalar("a", lambda: torch.tensor(1.0)))
+    b = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path / "b"),
+                            summary_op=sh.scalar("b", lambda: torch.tensor(2.0)))
+    with sh.MonitoredSession(hooks=[a, b]) as sess:
+        with CountHostTransfers() as counter:
+            sess.run(lambda: None)
+    assert counter.transfers == 1
+
+
+def test_counter_sees_per_value_reads():
+    # The counting mode itself must be able to fail: 3 .item() calls are 3 transfers.
+    with CountHostTransfers() as counter:
+        for i in range(3):
+            torch.tensor(float(i)).item()
+    assert counter.transfers == 3

@@ -1,0 +1,227 @@
+"""The event writer: file format, the worker thread, errors, the cache and foreign writers."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+from tensorboard.compat.proto.summary_pb2 import Summary
+
+import summary_hook as sh
+from tests.conftest import event_files, read_events, summaries_by_step
+
+
+def scalar_summary(tag: str, value: float) -> Summary:
+    return Summary(value=[Summary.Value(tag=tag, simple_value=value)])
+
+
+def test_file_name_follows_tensorflow_pattern_and_is_unique(tmp_path):
+    first = sh.FileWriter(str(tmp_path))
+    second = sh.FileWriter(str(tmp_path), filename_suffix=".v2")
+    pattern = rf"events\.out\.tfevents\.\d{{10}}\.{re.escape(socket.gethostname())}\.{os.getpid()}\.\d+"
+    assert re.fullmatch(pattern, os.path.basename(first.path))
+    assert re.fullmatch(pattern + r"\.v2", os.path.basename(second.path))
+    assert first.path != second.path
+    first.close()
+    second.close()
+
+
+def test_first_record_is_file_version_and_is_on_disk_at_once(tmp_path):
+    writer = sh.FileWriter(str(tmp_path))
+    (event,) = read_events(writer.path)  # nothing flushed by us yet
+    assert event.file_version == "brain.Event:2" and event.wall_time > 0
+    writer.close()
+
+
+def test_events_carry_step_and_wall_time(tmp_path):
+    writer = sh.FileWriter(str(tmp_path))
+    writer.add_summary(scalar_summary("x", 1.0), global_step=7)
+    writer.add_summary(scalar_summary("y", 2.0).SerializeToString(), global_step=8)
+    writer.add_session_log(SessionLog(status=SessionLog.START), global_step=9)
+    writer.add_event(Event(step=10, wall_time=5.0))
+    writer.close()
+    events = read_events(writer.get_logdir() and event_files(str(tmp_path))[0])[1:]
+    assert [e.step for e in events] == [7, 8, 9, 10]
+    assert events[0].wall_time > 1e9 and events[3].wall_time == 5.0
+    assert events[1].summary.value[0].simple_value == 2.0
+
+
+def test_only_the_first_value_of_a_tag_keeps_its_metadata(tmp_path):
+    writer = sh.FileWriter(str(tmp_path))
+    for step in range(2):
+        summary = scalar_summary("x", 1.0)
+        summary.value[0].metadata.display_name = "X"
+        writer.add_summary(summary, step)
+    writer.close()
+    events = read_events(event_files(str(tmp_path))[0])[1:]
+    assert events[0].summary.value[0].HasField("metadata")
+    assert not events[1].summary.value[0].HasField("metadata")
+
+
+def test_flush_returns_only_when_everything_before_it_is_on_disk(tmp_path):
+    writer = sh.FileWriter(str(tmp_path), max_queue=3, flush_secs=3600)
+    for step in range(100):
+        writer.add_summary(scalar_summary("x", step), step)
+    writer.flush()
+    assert len(read_events(writer.path)) == 101
+    writer.close()
+
+
+def test_close_is_safe_twice_and_reopen_starts_a_new_file(tmp_path):
+    writer = sh.FileWriter(str(tmp_path))
+    first = writer.path
+    writer.close()
+    writer.close()
+    writer.flush()  # no-op when closed
+    with pytest.raises(RuntimeError, match="is closed; call reopen"):
+        writer.add_summary(scalar_summary("x", 1.0), 1)
+    writer.reopen()
+    assert writer.path != first
+    writer.add_summary(scalar_summary("x", 1.0), 1)
+    writer.close()
+    assert len(event_files(str(tmp_path))) == 2
+
+
+@pytest.mark.parametrize(("argument", "value"), [("max_queue", 0), ("flush_secs", -1), ("max_queue", "10")])
+def test_raises_on_bad_writer_options(tmp_path, argument, value):
+    with pytest.raises(ValueError, match=f"{argument} must be a positive"):
+        sh.FileWriter(str(tmp_path), **{argument: value})
+
+
+def test_raises_when_logdir_is_a_file(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("")
+    with pytest.raises(NotADirectoryError, match="exists and is not a directory"):
+        sh.FileWriter(str(target))
+
+
+def test_eight_threads_through_one_writer_lose_and_corrupt_nothing(tmp_path):
+    writer = sh.SummaryWriterCache.get(str(tmp_path))
+    start = threading.Barrier(8)
+
+    def produce(thread: int) -> None:
+        start.wait()
+        for i in range(5000):
+            writer.add_summary(scalar_summary(f"t{thread}", i), i)
+
+    threads = [threading.Thread(target=produce, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.flush()
+    events = read_events(writer.path)[1:]
+    assert len(events) == 40_000
+    for thread in range(8):
+        steps = [e.step for e in events if e.summary.value[0].tag == f"t{thread}"]
+        assert steps == list(range(5000))  # per-producer order is kept
+
+
+class FailingFile:
+    """A file object that fails like a full disk: a fault we cannot make portably here."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fileno(self):
+        return self.real.fileno()
+
+    def close(self):
+        self.real.close()
+
+
+def test_failing_file_surfaces_its_error_in_the_caller(tmp_path):
+    writer = sh.FileWriter(str(tmp_path), max_queue=2)
+    writer._events._file = FailingFile(writer._events._file)
+    writer.add_summary(scalar_summary("x", 1.0), 1)
+    with pytest.raises(sh.WriterError, match="No space left on device") as info:
+        writer.flush()
+    assert isinstance(info.value.__cause__, OSError)
+    # A producer never blocks forever on the full queue of a failed writer.
+    with pytest.raises(sh.WriterError):
+        for step in range(100):
+            writer.add_summary(scalar_summary("x", 1.0), step)
+    with pytest.raises(sh.WriterError):
+        writer.close()
+
+
+def test_cache_shares_one_writer_per_normalised_directory(tmp_path):
+    a = sh.SummaryWriterCache.get(str(tmp_path / "run"))
+    b = sh.SummaryWriterCache.get(str(tmp_path) + "/./run/")
+    assert a is b
+    sh.SummaryWriterCache.clear()
+    assert a.path is None  # closed
+    assert sh.SummaryWriterCache.get(str(tmp_path / "run")) is not a
+
+
+def test_cache_get_from_many_threads_creates_one_writer(tmp_path):
+    writers = []
+    start = threading.Barrier(8)
+
+    def get():
+        start.wait()
+        writers.append(sh.SummaryWriterCache.get(str(tmp_path)))
+
+    threads = [threading.Thread(target=get) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(w) for w in writers}) == 1
+    assert len(event_files(str(tmp_path))) == 1
+
+
+def test_hook_writes_through_torch_summary_writer(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    hook = sh.SummarySaverHook(save_steps=1, summary_writer=writer,
+                               summary_op=sh.scalar("x", lambda: 2.0))
+    with sh.MonitoredSession(hooks=[hook]) as sess:
+        sess.run(lambda: None)
+    writer.close()
+    assert summaries_by_step(str(tmp_path)) == {1: {"x": 2.0}}
+
+
+def test_hook_writes_through_tensorboardx_summary_writer(tmp_path):
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    hook = sh.SummarySaverHook(save_steps=1, summary_writer=writer,
+                               summary_op=sh.scalar("x", lambda: 3.0))
+    with sh.MonitoredSession(hooks=[hook]) as sess:
+        sess.run(lambda: None)
+    writer.close()
+    assert summaries_by_step(str(tmp_path)) == {1: {"x": 3.0}}
+
+
+def test_raises_when_summary_writer_has_wrong_type():
+    with pytest.raises(TypeError, match="summary_writer must be .* got 'runs' of type str"):
+        sh.SummarySaverHook(save_steps=1, summary_writer="runs",
+                            summary_op=sh.scalar("x", lambda: 1.0))
+
+
+def test_normal_interpreter_exit_loses_nothing(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import summary_hook as sh
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        writer = sh.FileWriter({str(tmp_path)!r}, flush_secs=3600)
+        for step in range(500):
+            writer.add_summary(Summary(value=[Summary.Value(tag="x", simple_value=step)]), step)
+        # no flush, no close: the exit handler must write everything
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert len(summaries_by_step(str(tmp_path))) == 500
