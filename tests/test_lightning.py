@@ -1,0 +1,293 @@
+"""SummarySaver and HookCallback on real Lightning Trainer runs (tiny model, CPU)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from unittest import mock
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+import summary_hook as sh
+from tests.conftest import Counter, accumulator, all_events, event_files, summaries_by_step
+from tests.contract import MOCK_START_TIME, SCENARIOS, Scenario
+from tests.lightning_helpers import TinyModel, make_loader, make_trainer
+from tests.test_summary_saver_hook import make_ops
+
+
+class Tick(L.Callback):
+    """Moves the mocked clock after each batch, after SummarySaver has run."""
+
+    def __init__(self, mock_time, seconds):
+        self.mock_time, self.seconds = mock_time, seconds
+
+    def on_train_batch_end(self, *args):
+        self.mock_time.return_value += self.seconds
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_lightning_matches_golden_table(scenario: Scenario, tmp_path):
+    ops, counter = make_ops(scenario)
+    with mock.patch.object(time, "time") as mock_time:
+        mock_time.return_value = MOCK_START_TIME
+        saver = sh.SummarySaver(save_steps=scenario.save_steps, save_secs=scenario.save_secs,
+                                output_dir=str(tmp_path), summary_op=ops)
+        trainer = make_trainer(str(tmp_path), max_steps=scenario.runs,
+                               callbacks=[saver, Tick(mock_time, scenario.tick)])
+        trainer.fit(TinyModel(), make_loader())
+    assert summaries_by_step(str(tmp_path)) == scenario.expected
+    assert counter.calls == len(scenario.expected)
+
+
+def test_default_collection_is_resolved_when_training_starts(tmp_path):
+    class Registering(TinyModel):
+        def __init__(self):
+            super().__init__()
+            sh.scalar("train/loss", lambda out: out["loss"])
+            sh.histogram("weights/net", lambda: self.net.weight)
+
+    trainer = make_trainer(str(tmp_path), max_steps=5, callbacks=[sh.SummarySaver(save_steps=2)])
+    trainer.fit(Registering(), make_loader())
+    logdir = os.path.join(str(tmp_path), "summaries")
+    acc = accumulator(logdir)
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 3, 5]
+    assert [e.step for e in acc.Histograms("weights/net")] == [1, 3, 5]
+
+
+def test_outputs_reach_one_argument_functions(tmp_path):
+    seen = []
+    ops = [sh.scalar("extra", lambda out: seen.append(sorted(out)) or out["extra"], collections=[])]
+    trainer = make_trainer(str(tmp_path), max_steps=3,
+                           callbacks=[sh.SummarySaver(save_steps=1, output_dir=str(tmp_path), summary_op=ops)])
+    trainer.fit(TinyModel(returns="dict"), make_loader())
+    assert seen == [["extra", "loss"]] * 3
+    assert summaries_by_step(str(tmp_path)) == {1: {"extra": 0.0}, 2: {"extra": 1.0}, 3: {"extra": 2.0}}
+
+
+def test_nothing_is_evaluated_outside_training_batches(tmp_path):
+    counter = Counter()
+    saver = sh.SummarySaver(save_steps=1, output_dir=str(tmp_path),
+                            summary_op=sh.scalar("x", counter, collections=[]))
+    trainer = make_trainer(str(tmp_path), max_steps=6, val_check_interval=2,
+                           num_sanity_val_steps=2, limit_val_batches=2, callbacks=[saver])
+    model = TinyModel()
+    trainer.fit(model, make_loader(), make_loader(batches=4))
+    trainer.validate(model, make_loader(batches=4))
+    assert counter.calls == 6
+    assert sorted(summaries_by_step(str(tmp_path))) == [1, 2, 3, 4, 5, 6]
+
+
+def test_accumulation_writes_once_per_optimizer_step_with_accumulated_gradient(tmp_path):
+    captured = {}
+    model = TinyModel()
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    ops = [
+        sh.scalar("calls", Counter(), collections=[]),
+        sh.histogram("grads/net", lambda: model.net.weight.grad, collections=[]),
+        sh.scalar("grad_sum", lambda: captured.setdefault("g", model.net.weight.grad.clone()).sum(),
+                  collections=[]),
+    ]
+    saver = sh.SummarySaver(save_steps=1, output_dir=str(tmp_path), summary_op=sh.merge(ops))
+    trainer = make_trainer(str(tmp_path), max_steps=3, accumulate_grad_batches=4, callbacks=[saver])
+    trainer.fit(model, make_loader())
+    table = summaries_by_step(str(tmp_path))
+    assert sorted(table) == [1, 2, 3]
+    assert [table[s]["calls"] for s in (1, 2, 3)] == [1.0, 2.0, 3.0]
+
+    # The first window's gradient, accumulated by hand from the initial weights.
+    reference = TinyModel()
+    reference.load_state_dict(initial)
+    for x, y in list(make_loader())[:4]:
+        (torch.nn.functional.mse_loss(reference.net(x), y) / 4).backward()
+    expected = reference.net.weight.grad
+    assert torch.allclose(captured["g"], expected, atol=1e-6)
+    histo = next(e for e in all_events(str(tmp_path)) if e.step == 1 and e.HasField("summary"))
+    histo = next(v.histo for v in histo.summary.value if v.tag == "grads/net")
+    assert histo.sum == pytest.approx(float(expected.sum()), abs=1e-6)
+    assert histo.sum_squares == pytest.approx(float((expected.double() ** 2).sum()), rel=1e-6)
+
+
+@pytest.mark.parametrize("how", ["training_step", "callback"])
+def test_exception_loses_nothing(tmp_path, how):
+    class Failing(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 7:
+                raise RuntimeError("callback boom")
+
+    saver = sh.SummarySaver(save_steps=1, output_dir=str(tmp_path),
+                            summary_op=sh.scalar("x", Counter(), collections=[]))
+    model = TinyModel(fail_at_step=7 if how == "training_step" else None)
+    trainer = make_trainer(str(tmp_path), max_steps=20,
+                           callbacks=[saver] + ([Failing()] if how == "callback" else []))
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.fit(model, make_loader())
+    # The shared writer is still open (end() never ran): only the flush on failure saved these.
+    assert sh.SummaryWriterCache.get(str(tmp_path)).path is not None
+    assert sorted(summaries_by_step(str(tmp_path))) == list(range(1, 8))
+
+
+def test_keyboard_interrupt_loses_nothing(tmp_path):
+    class Interrupt(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == 4:
+                raise KeyboardInterrupt
+
+    saver = sh.SummarySaver(save_steps=1, output_dir=str(tmp_path),
+                            summary_op=sh.scalar("x", Counter(), collections=[]))
+    trainer = make_trainer(str(tmp_path), max_steps=20, callbacks=[saver, Interrupt()])
+    with pytest.raises(SystemExit) as info:
+        trainer.fit(TinyModel(), make_loader())
+    assert info.value.code == 1
+    assert sorted(summaries_by_step(str(tmp_path))) == [1, 2, 3, 4]
+
+
+def test_request_stop_sets_should_stop(tmp_path):
+    class StopAt(sh.SessionRunHook):
+        def after_run(self, run_context, run_values):
+            if run_context.session.global_step >= 5:
+                run_context.request_stop()
+
+    trainer = make_trainer(str(tmp_path), max_steps=100, callbacks=[sh.HookCallback([StopAt()])])
+    trainer.fit(TinyModel(), make_loader())
+    assert trainer.global_step == 5
+
+
+def test_hook_callback_runs_hooks_in_protocol_order(tmp_path):
+    log = []
+
+    class Recorder(sh.SessionRunHook):
+        def begin(self):
+            log.append("begin")
+
+        def after_create_session(self, session, coord):
+            log.append(f"after_create_session({session.global_step})")
+
+        def before_run(self, run_context):
+            log.append(f"before_run({run_context.session.global_step})")
+
+        def after_run(self, run_context, run_values):
+            log.append(f"after_run({run_context.session.global_step})")
+
+        def end(self, session):
+            log.append(f"end({session.global_step})")
+
+    trainer = make_trainer(str(tmp_path), max_steps=2, callbacks=[sh.HookCallback([Recorder()])])
+    trainer.fit(TinyModel(), make_loader())
+    assert log == ["begin", "after_create_session(0)", "before_run(0)", "after_run(1)",
+                   "before_run(1)", "after_run(2)", "end(2)"]
+
+
+def test_tensorboard_logger_metrics_and_summaries_share_one_run(tmp_path):
+    class Logging(TinyModel):
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            self.log("lightning/loss", loss)
+            return loss
+
+    logger = TensorBoardLogger(str(tmp_path), name="exp")
+    saver = sh.SummarySaver(save_steps=2, summary_op=sh.scalar("hook/loss", lambda out: out["loss"], collections=[]))
+    trainer = make_trainer(str(tmp_path), max_steps=6, logger=logger, log_every_n_steps=1,
+                           callbacks=[saver])
+    trainer.fit(Logging(), make_loader())
+    assert saver.output_dir == trainer.log_dir == logger.log_dir
+    acc = accumulator(logger.log_dir)
+    assert {"lightning/loss", "hook/loss"} <= set(acc.Tags()["scalars"])
+    assert [e.step for e in acc.Scalars("hook/loss")] == [1, 3, 5]
+
+
+def test_logger_experiment_as_summary_writer(tmp_path):
+    logger = TensorBoardLogger(str(tmp_path), name="exp")
+    saver = sh.SummarySaver(save_steps=1, summary_writer=logger.experiment,
+                            summary_op=sh.scalar("hook/x", Counter(), collections=[]))
+    trainer = make_trainer(str(tmp_path), max_steps=3, logger=logger, callbacks=[saver])
+    trainer.fit(TinyModel(), make_loader())
+    logger.experiment.flush()
+    assert summaries_by_step(logger.log_dir) == {1: {"hook/x": 1.0}, 2: {"hook/x": 2.0}, 3: {"hook/x": 3.0}}
+
+
+def checkpointed_fit(root, logdir, max_steps, ckpt_path=None, offset=0.0):
+    """Fit with two SummarySavers and a checkpoint every 10 steps; returns the trainer."""
+    sh.SummaryWriterCache.clear()  # a new process in real life
+    model = TinyModel()
+    fast = sh.SummarySaver(save_steps=1, output_dir=logdir,
+                           summary_op=sh.scalar("fast", lambda: offset + model.global_step, collections=[]))
+    slow = sh.SummarySaver(save_steps=5, output_dir=logdir + "_slow",
+                           summary_op=sh.scalar("slow", lambda: offset + model.global_step, collections=[]))
+    checkpoints = ModelCheckpoint(dirpath=os.path.join(root, "ckpt"), every_n_train_steps=10,
+                                  save_top_k=-1, filename="{step}")
+    trainer = make_trainer(root, max_steps=max_steps, enable_checkpointing=True,
+                           callbacks=[fast, slow, checkpoints])
+    trainer.fit(model, make_loader(batches=100), ckpt_path=ckpt_path)
+    return trainer
+
+
+def test_resume_purges_stale_points_with_two_savers(tmp_path):
+    root, logdir = str(tmp_path), str(tmp_path / "events")
+    checkpointed_fit(root, logdir, max_steps=30, offset=1000.0)  # "dies" after step 30
+    (ckpt,) = glob.glob(os.path.join(root, "ckpt", "step=20*.ckpt"))
+    with pytest.warns(UserWarning, match="exists and is not empty"):  # the resumed run's own
+        trainer = checkpointed_fit(root, logdir, max_steps=40, ckpt_path=ckpt)
+    assert trainer.global_step == 40
+    sh.SummaryWriterCache.clear()
+    assert len(event_files(logdir)) == 2
+
+    points = [(e.step, e.value) for e in accumulator(logdir).Scalars("fast")]
+    assert [s for s, _ in points] == list(range(1, 41))
+    assert all(v >= 1000 for s, v in points if s <= 20) and all(v < 1000 for s, v in points if s > 20)
+    slow = [(e.step, e.value) for e in accumulator(logdir + "_slow").Scalars("slow")]
+    assert [s for s, _ in slow] == [1, 6, 11, 16, 21, 26, 31, 36]
+    assert all(v < 1000 for s, v in slow if s > 20)
+
+
+def test_two_savers_of_one_type_do_not_clash_on_state_key():
+    a = sh.SummarySaver(save_steps=1, summary_op=sh.scalar("a", lambda: 1.0, collections=[]))
+    b = sh.SummarySaver(save_steps=5, summary_op=sh.scalar("b", lambda: 1.0, collections=[]))
+    assert a.state_key != b.state_key
+    L.Trainer(callbacks=[a, b], logger=False, enable_progress_bar=False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"save_steps": 1, "save_secs": 1}, "Can not provide both every_secs and every_steps."),
+        ({}, "Either every_secs or every_steps should be provided."),
+        ({"save_steps": 1, "scaffold": sh.Scaffold(), "summary_op": "x"},
+         "Exactly one of scaffold or summary_op must be provided."),
+        ({"save_steps": 1, "output_dir": ""}, "output_dir must be a non-empty path, got ''"),
+    ],
+)
+def test_summary_saver_raises_with_tensorflow_messages(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sh.SummarySaver(**kwargs)
+
+
+def test_manual_optimization_with_two_optimizers_counts_every_step(tmp_path):
+    class TwoOptimizers(TinyModel):
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = False
+            self.head = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, batch_idx):
+            first, second = self.optimizers()
+            x, y = batch
+            for optimizer, net in ((first, self.net), (second, self.head)):
+                loss = torch.nn.functional.mse_loss(net(x), y)
+                optimizer.zero_grad()
+                self.manual_backward(loss)
+                optimizer.step()
+
+        def configure_optimizers(self):
+            return [torch.optim.SGD(self.net.parameters(), lr=0.01),
+                    torch.optim.SGD(self.head.parameters(), lr=0.01)]
+
+    saver = sh.SummarySaver(save_steps=1, output_dir=str(tmp_path),
+                            summary_op=sh.scalar("x", Counter(), collections=[]))
+    trainer = make_trainer(str(tmp_path), max_steps=6, callbacks=[saver])
+    trainer.fit(TwoOptimizers(), make_loader())
+    assert sorted(summaries_by_step(str(tmp_path))) == [2, 4, 6]
