@@ -90,9 +90,7 @@ def evaluate(fetches: Any, output: Any = None) -> Any:
             leaves.setdefault(id(leaf), leaf)
     with torch.no_grad():
         values = _evaluate_leaves(list(leaves.values()), output)
-    results = {
-        id(op): Summary(value=[values[id(leaf)] for leaf in op.leaves]) for op in ops
-    }
+    results = {id(op): Summary(value=[values[id(leaf)] for leaf in op.leaves]) for op in ops}
     return _rebuild(fetches, results)
 
 
@@ -145,7 +143,9 @@ def _evaluate_leaves(leaves: list[Leaf], output: Any) -> dict[int, Summary.Value
                 places.append((leaf, (None, "histogram", 0, 0)))
                 continue
             batch = batches.setdefault(tensor.device, _DeviceBatch())
-            places.append((leaf, (tensor.device, "histogram", len(batch.histograms), tensor.numel())))
+            places.append(
+                (leaf, (tensor.device, "histogram", len(batch.histograms), tensor.numel()))
+            )
             batch.histograms.append(device_histogram(tensor))
     hosts = {device: batch.to_host() for device, batch in batches.items()}
     offsets = {

@@ -84,8 +84,10 @@ class EventFileWriter:
     ) -> None:
         if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
             raise ValueError(f"max_queue must be a positive int, got {max_queue!r}")
-        if isinstance(flush_secs, bool) or not isinstance(flush_secs, (int, float)) or not (
-            flush_secs > 0
+        if (
+            isinstance(flush_secs, bool)
+            or not isinstance(flush_secs, (int, float))
+            or not (flush_secs > 0)
         ):
             raise ValueError(f"flush_secs must be a positive number, got {flush_secs!r}")
         _open_logdir(logdir)
@@ -99,7 +101,9 @@ class EventFileWriter:
         self._error: BaseException | None = None
         self._pid = os.getpid()
         self._thread = threading.Thread(
-            target=self._work, name=f"summary_hook-writer-{os.path.basename(self.path)}", daemon=True
+            target=self._work,
+            name=f"summary_hook-writer-{os.path.basename(self.path)}",
+            daemon=True,
         )
         self._thread.start()
         _live_writers.add(self)

@@ -46,7 +46,13 @@ _LIMITS = np.asarray(BUCKET_LIMITS, dtype=np.float64)
 #: Device results per histogram: min, max, sum, sum of squares, then _N bucket counts.
 STATS = 4
 _EXACT_IN_FLOAT32 = {
-    torch.float32, torch.float16, torch.bfloat16, torch.bool, torch.int8, torch.uint8, torch.int16
+    torch.float32,
+    torch.float16,
+    torch.bfloat16,
+    torch.bool,
+    torch.int8,
+    torch.uint8,
+    torch.int16,
 }
 
 

@@ -114,7 +114,7 @@ class SessionRunHook:
         return None
 
     def after_run(self, run_context: SessionRunContext, run_values: SessionRunValues) -> None:
-        """Called after each step that did not raise, with the results of ``before_run``'s fetches."""
+        """Called after each step that did not raise, with the results of the fetches."""
 
     def end(self, session: Session) -> None:
         """Called once at the end of a loop that did not raise."""

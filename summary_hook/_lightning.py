@@ -55,7 +55,9 @@ class _TrainerSession:
         return int(self._trainer.global_step)
 
 
-def _ends_in_optimizer_step(trainer: pl.Trainer, pl_module: pl.LightningModule, batch_idx: int) -> bool:
+def _ends_in_optimizer_step(
+    trainer: pl.Trainer, pl_module: pl.LightningModule, batch_idx: int
+) -> bool:
     if not pl_module.automatic_optimization:
         return True
     k = trainer.accumulate_grad_batches
@@ -77,7 +79,9 @@ class HookCallback(pl.Callback):
         >>> callback = sh.HookCallback([sh.SessionRunHook()])
     """
 
-    def __init__(self, hooks: Iterable[SessionRunHook], *, scaffold: Scaffold | None = None) -> None:
+    def __init__(
+        self, hooks: Iterable[SessionRunHook], *, scaffold: Scaffold | None = None
+    ) -> None:
         self._hooks = list(hooks)
         for hook in self._hooks:
             if not isinstance(hook, SessionRunHook):
@@ -111,7 +115,9 @@ class HookCallback(pl.Callback):
         self._context = None
         if not _ends_in_optimizer_step(trainer, pl_module, batch_idx):
             return
-        context = SessionRunContext(SessionRunArgs(pl_module.training_step), self._require_session())
+        context = SessionRunContext(
+            SessionRunArgs(pl_module.training_step), self._require_session()
+        )
         self._requests = {}
         for index, hook in enumerate(self._hooks):
             request = hook.before_run(context)

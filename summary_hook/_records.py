@@ -80,9 +80,7 @@ def encode_record(data: bytes) -> bytes:
     )
 
 
-def iter_records(
-    stream: BinaryIO, *, max_record_bytes: int = MAX_RECORD_BYTES
-) -> Iterator[bytes]:
+def iter_records(stream: BinaryIO, *, max_record_bytes: int = MAX_RECORD_BYTES) -> Iterator[bytes]:
     """Yield the payload of each record in ``stream`` until a clean end of file.
 
     A length field is checked against its CRC before anything is allocated, and a

@@ -175,8 +175,7 @@ class MonitoredSession:
 def _fetches_of(hook: SessionRunHook, request: object) -> Any:
     if not isinstance(request, SessionRunArgs):
         raise TypeError(
-            f"{type(hook).__name__}.before_run must return SessionRunArgs or None, "
-            f"got {request!r}"
+            f"{type(hook).__name__}.before_run must return SessionRunArgs or None, got {request!r}"
         )
     if request.feed_dict is not None or request.options is not None:
         raise ValueError(

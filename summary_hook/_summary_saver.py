@@ -77,7 +77,8 @@ class SummarySaverHook(SessionRunHook):
     Example:
         >>> import tempfile, summary_hook as sh
         >>> loss = sh.scalar("loss", lambda out: out, collections=[])
-        >>> hook = sh.SummarySaverHook(save_steps=10, output_dir=tempfile.mkdtemp(), summary_op=loss)
+        >>> logdir = tempfile.mkdtemp()
+        >>> hook = sh.SummarySaverHook(save_steps=10, output_dir=logdir, summary_op=loss)
     """
 
     def __init__(
@@ -124,6 +125,10 @@ class SummarySaverHook(SessionRunHook):
     def before_run(self, run_context: SessionRunContext) -> SessionRunArgs | None:
         """Ask for the summary ops when this step is due."""
         self._stale_step = run_context.session.global_step
+        if self._next_step is None and self._scaffold is not None:
+            # A scaffold the session did not finalize (not the session's own) would give
+            # no summary op, and TensorFlow would silently write none: resolve it now.
+            self._scaffold.finalize()
         self._request_summary = self._next_step is None or self._timer.should_trigger_for_step(
             self._next_step
         )

@@ -86,7 +86,9 @@ class SecondOrStepTimer(_HookTimer):
             assert self._last_triggered_time is not None
             if time.time() >= self._last_triggered_time + self._every_secs:
                 return True
-        return self._every_steps is not None and step >= self._last_triggered_step + self._every_steps
+        return (
+            self._every_steps is not None and step >= self._last_triggered_step + self._every_steps
+        )
 
     def update_last_triggered_step(self, step: int) -> tuple[float | None, int | None]:
         current_time = time.time()

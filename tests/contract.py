@@ -28,24 +28,34 @@ SCENARIOS = [
         "save_steps",  # TensorFlow's test_save_steps
         runs=30,
         save_steps=8,
-        expected={1: {"my_summary": 1.0}, 9: {"my_summary": 2.0}, 17: {"my_summary": 3.0},
-                  25: {"my_summary": 4.0}},
+        expected={
+            1: {"my_summary": 1.0},
+            9: {"my_summary": 2.0},
+            17: {"my_summary": 3.0},
+            25: {"my_summary": 4.0},
+        },
     ),
     Scenario(
         "multiple_summaries",  # TensorFlow's test_multiple_summaries
         runs=10,
         save_steps=8,
         tags=("my_summary", "my_summary2"),
-        expected={1: {"my_summary": 1.0, "my_summary2": 2.0},
-                  9: {"my_summary": 2.0, "my_summary2": 4.0}},
+        expected={
+            1: {"my_summary": 1.0, "my_summary2": 2.0},
+            9: {"my_summary": 2.0, "my_summary2": 4.0},
+        },
     ),
     Scenario(
         "save_secs_saving_once_every_step",
         runs=4,
         save_secs=0.5,
         tick=0.5,
-        expected={1: {"my_summary": 1.0}, 2: {"my_summary": 2.0}, 3: {"my_summary": 3.0},
-                  4: {"my_summary": 4.0}},
+        expected={
+            1: {"my_summary": 1.0},
+            2: {"my_summary": 2.0},
+            3: {"my_summary": 3.0},
+            4: {"my_summary": 4.0},
+        },
     ),
     Scenario(
         "save_secs_saving_once_every_three_steps",
@@ -64,8 +74,12 @@ SCENARIOS = [
         "save_steps_3",
         runs=10,
         save_steps=3,
-        expected={1: {"my_summary": 1.0}, 4: {"my_summary": 2.0}, 7: {"my_summary": 3.0},
-                  10: {"my_summary": 4.0}},
+        expected={
+            1: {"my_summary": 1.0},
+            4: {"my_summary": 2.0},
+            7: {"my_summary": 3.0},
+            10: {"my_summary": 4.0},
+        },
     ),
     Scenario(
         "save_secs_irregular_clock",

@@ -15,8 +15,8 @@ import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import summary_hook as sh  # noqa: E402
-from tests.lightning_helpers import TinyModel, make_loader, make_trainer  # noqa: E402
+import summary_hook as sh
+from tests.lightning_helpers import TinyModel, make_loader, make_trainer
 
 
 class RankModel(TinyModel):
@@ -38,9 +38,15 @@ if __name__ == "__main__":
     sh.scalar("loss/mean", mean_across_ranks)
     sh.scalar("rank", lambda: float(dist.get_rank()))
     sh.histogram("weights", lambda: model.net.weight)
-    saver = (sh.SummarySaver(save_steps=2, output_dir=output_dir) if mode == "steps"
-             else sh.SummarySaver(save_secs=0.02, output_dir=output_dir))
+    saver = (
+        sh.SummarySaver(save_steps=2, output_dir=output_dir)
+        if mode == "steps"
+        else sh.SummarySaver(save_secs=0.02, output_dir=output_dir)
+    )
     trainer = make_trainer(output_dir, strategy="ddp", devices=2, max_steps=8, callbacks=[saver])
     loader = make_loader(batches=64, seed=0)
     trainer.fit(model, loader)
-    torch.save({"global_step": trainer.global_step}, os.path.join(output_dir, f"done{trainer.global_rank}.pt"))
+    torch.save(
+        {"global_step": trainer.global_step},
+        os.path.join(output_dir, f"done{trainer.global_rank}.pt"),
+    )

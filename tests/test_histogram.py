@@ -21,7 +21,8 @@ def ours(values):
 
 
 def nonempty(histo):
-    return {limit: count for limit, count in zip(histo.bucket_limit, histo.bucket) if count}
+    pairs = zip(histo.bucket_limit, histo.bucket, strict=True)
+    return {limit: count for limit, count in pairs if count}
 
 
 @pytest.mark.parametrize(
@@ -87,7 +88,11 @@ def test_histogram_detaches_tensors_that_require_grad():
         (torch.ones(2, dtype=torch.complex64), TypeError, r"histogram 'h' must be real"),
         (["a", "b"], TypeError, r"histogram 'h' must hold real numbers"),
         (None, TypeError, r"histogram 'h' must hold real numbers, got None"),
-        (torch.empty(3, device="meta"), ValueError, r"histogram 'h' is a tensor on the meta device"),
+        (
+            torch.empty(3, device="meta"),
+            ValueError,
+            r"histogram 'h' is a tensor on the meta device",
+        ),
     ],
 )
 def test_histogram_rejects_bad_values_naming_the_tag(value, error, message):

@@ -35,10 +35,17 @@ def test_lightning_matches_golden_table(scenario: Scenario, tmp_path):
     ops, counter = make_ops(scenario)
     with mock.patch.object(time, "time") as mock_time:
         mock_time.return_value = MOCK_START_TIME
-        saver = sh.SummarySaver(save_steps=scenario.save_steps, save_secs=scenario.save_secs,
-                                output_dir=str(tmp_path), summary_op=ops)
-        trainer = make_trainer(str(tmp_path), max_steps=scenario.runs,
-                               callbacks=[saver, Tick(mock_time, scenario.tick)])
+        saver = sh.SummarySaver(
+            save_steps=scenario.save_steps,
+            save_secs=scenario.save_secs,
+            output_dir=str(tmp_path),
+            summary_op=ops,
+        )
+        trainer = make_trainer(
+            str(tmp_path),
+            max_steps=scenario.runs,
+            callbacks=[saver, Tick(mock_time, scenario.tick)],
+        )
         trainer.fit(TinyModel(), make_loader())
     assert summaries_by_step(str(tmp_path)) == scenario.expected
     assert counter.calls == len(scenario.expected)
@@ -62,19 +69,33 @@ def test_default_collection_is_resolved_when_training_starts(tmp_path):
 def test_outputs_reach_one_argument_functions(tmp_path):
     seen = []
     ops = [sh.scalar("extra", lambda out: seen.append(sorted(out)) or out["extra"], collections=[])]
-    trainer = make_trainer(str(tmp_path), max_steps=3,
-                           callbacks=[sh.SummarySaver(save_steps=1, output_dir=str(tmp_path), summary_op=ops)])
+    trainer = make_trainer(
+        str(tmp_path),
+        max_steps=3,
+        callbacks=[sh.SummarySaver(save_steps=1, output_dir=str(tmp_path), summary_op=ops)],
+    )
     trainer.fit(TinyModel(returns="dict"), make_loader())
     assert seen == [["extra", "loss"]] * 3
-    assert summaries_by_step(str(tmp_path)) == {1: {"extra": 0.0}, 2: {"extra": 1.0}, 3: {"extra": 2.0}}
+    assert summaries_by_step(str(tmp_path)) == {
+        1: {"extra": 0.0},
+        2: {"extra": 1.0},
+        3: {"extra": 2.0},
+    }
 
 
 def test_nothing_is_evaluated_outside_training_batches(tmp_path):
     counter = Counter()
-    saver = sh.SummarySaver(save_steps=1, output_dir=str(tmp_path),
-                            summary_op=sh.scalar("x", counter, collections=[]))
-    trainer = make_trainer(str(tmp_path), max_steps=6, val_check_interval=2,
-                           num_sanity_val_steps=2, limit_val_batches=2, callbacks=[saver])
+    saver = sh.SummarySaver(
+        save_steps=1, output_dir=str(tmp_path), summary_op=sh.scalar("x", counter, collections=[])
+    )
+    trainer = make_trainer(
+        str(tmp_path),
+        max_steps=6,
+        val_check_interval=2,
+        num_sanity_val_steps=2,
+        limit_val_batches=2,
+        callbacks=[saver],
+    )
     model = TinyModel()
     trainer.fit(model, make_loader(), make_loader(batches=4))
     trainer.validate(model, make_loader(batches=4))
@@ -89,8 +110,11 @@ def test_accumulation_writes_once_per_optimizer_step_with_accumulated_gradient(t
     ops = [
         sh.scalar("calls", Counter(), collections=[]),
         sh.histogram("grads/net", lambda: model.net.weight.grad, collections=[]),
-        sh.scalar("grad_sum", lambda: captured.setdefault("g", model.net.weight.grad.clone()).sum(),
-                  collections=[]),
+        sh.scalar(
+            "grad_sum",
+            lambda: captured.setdefault("g", model.net.weight.grad.clone()).sum(),
+            collections=[],
+        ),
     ]
     saver = sh.SummarySaver(save_steps=1, output_dir=str(tmp_path), summary_op=sh.merge(ops))
     trainer = make_trainer(str(tmp_path), max_steps=3, accumulate_grad_batches=4, callbacks=[saver])
@@ -119,11 +143,13 @@ def test_exception_loses_nothing(tmp_path, how):
             if trainer.global_step == 7:
                 raise RuntimeError("callback boom")
 
-    saver = sh.SummarySaver(save_steps=1, output_dir=str(tmp_path),
-                            summary_op=sh.scalar("x", Counter(), collections=[]))
+    saver = sh.SummarySaver(
+        save_steps=1, output_dir=str(tmp_path), summary_op=sh.scalar("x", Counter(), collections=[])
+    )
     model = TinyModel(fail_at_step=7 if how == "training_step" else None)
-    trainer = make_trainer(str(tmp_path), max_steps=20,
-                           callbacks=[saver] + ([Failing()] if how == "callback" else []))
+    trainer = make_trainer(
+        str(tmp_path), max_steps=20, callbacks=[saver] + ([Failing()] if how == "callback" else [])
+    )
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit(model, make_loader())
     # The shared writer is still open (end() never ran): only the flush on failure saved these.
@@ -137,8 +163,9 @@ def test_keyboard_interrupt_loses_nothing(tmp_path):
             if trainer.global_step == 4:
                 raise KeyboardInterrupt
 
-    saver = sh.SummarySaver(save_steps=1, output_dir=str(tmp_path),
-                            summary_op=sh.scalar("x", Counter(), collections=[]))
+    saver = sh.SummarySaver(
+        save_steps=1, output_dir=str(tmp_path), summary_op=sh.scalar("x", Counter(), collections=[])
+    )
     trainer = make_trainer(str(tmp_path), max_steps=20, callbacks=[saver, Interrupt()])
     with pytest.raises(SystemExit) as info:
         trainer.fit(TinyModel(), make_loader())
@@ -178,8 +205,15 @@ def test_hook_callback_runs_hooks_in_protocol_order(tmp_path):
 
     trainer = make_trainer(str(tmp_path), max_steps=2, callbacks=[sh.HookCallback([Recorder()])])
     trainer.fit(TinyModel(), make_loader())
-    assert log == ["begin", "after_create_session(0)", "before_run(0)", "after_run(1)",
-                   "before_run(1)", "after_run(2)", "end(2)"]
+    assert log == [
+        "begin",
+        "after_create_session(0)",
+        "before_run(0)",
+        "after_run(1)",
+        "before_run(1)",
+        "after_run(2)",
+        "end(2)",
+    ]
 
 
 def test_tensorboard_logger_metrics_and_summaries_share_one_run(tmp_path):
@@ -190,9 +224,12 @@ def test_tensorboard_logger_metrics_and_summaries_share_one_run(tmp_path):
             return loss
 
     logger = TensorBoardLogger(str(tmp_path), name="exp")
-    saver = sh.SummarySaver(save_steps=2, summary_op=sh.scalar("hook/loss", lambda out: out["loss"], collections=[]))
-    trainer = make_trainer(str(tmp_path), max_steps=6, logger=logger, log_every_n_steps=1,
-                           callbacks=[saver])
+    saver = sh.SummarySaver(
+        save_steps=2, summary_op=sh.scalar("hook/loss", lambda out: out["loss"], collections=[])
+    )
+    trainer = make_trainer(
+        str(tmp_path), max_steps=6, logger=logger, log_every_n_steps=1, callbacks=[saver]
+    )
     trainer.fit(Logging(), make_loader())
     assert saver.output_dir == trainer.log_dir == logger.log_dir
     acc = accumulator(logger.log_dir)
@@ -202,26 +239,41 @@ def test_tensorboard_logger_metrics_and_summaries_share_one_run(tmp_path):
 
 def test_logger_experiment_as_summary_writer(tmp_path):
     logger = TensorBoardLogger(str(tmp_path), name="exp")
-    saver = sh.SummarySaver(save_steps=1, summary_writer=logger.experiment,
-                            summary_op=sh.scalar("hook/x", Counter(), collections=[]))
+    saver = sh.SummarySaver(
+        save_steps=1,
+        summary_writer=logger.experiment,
+        summary_op=sh.scalar("hook/x", Counter(), collections=[]),
+    )
     trainer = make_trainer(str(tmp_path), max_steps=3, logger=logger, callbacks=[saver])
     trainer.fit(TinyModel(), make_loader())
     logger.experiment.flush()
-    assert summaries_by_step(logger.log_dir) == {1: {"hook/x": 1.0}, 2: {"hook/x": 2.0}, 3: {"hook/x": 3.0}}
+    assert summaries_by_step(logger.log_dir) == {
+        1: {"hook/x": 1.0},
+        2: {"hook/x": 2.0},
+        3: {"hook/x": 3.0},
+    }
 
 
 def checkpointed_fit(root, logdir, max_steps, ckpt_path=None, offset=0.0):
     """Fit with two SummarySavers and a checkpoint every 10 steps; returns the trainer."""
     sh.SummaryWriterCache.clear()  # a new process in real life
     model = TinyModel()
-    fast = sh.SummarySaver(save_steps=1, output_dir=logdir,
-                           summary_op=sh.scalar("fast", lambda: offset + model.global_step, collections=[]))
-    slow = sh.SummarySaver(save_steps=5, output_dir=logdir + "_slow",
-                           summary_op=sh.scalar("slow", lambda: offset + model.global_step, collections=[]))
-    checkpoints = ModelCheckpoint(dirpath=os.path.join(root, "ckpt"), every_n_train_steps=10,
-                                  save_top_k=-1, filename="{step}")
-    trainer = make_trainer(root, max_steps=max_steps, enable_checkpointing=True,
-                           callbacks=[fast, slow, checkpoints])
+    fast = sh.SummarySaver(
+        save_steps=1,
+        output_dir=logdir,
+        summary_op=sh.scalar("fast", lambda: offset + model.global_step, collections=[]),
+    )
+    slow = sh.SummarySaver(
+        save_steps=5,
+        output_dir=logdir + "_slow",
+        summary_op=sh.scalar("slow", lambda: offset + model.global_step, collections=[]),
+    )
+    checkpoints = ModelCheckpoint(
+        dirpath=os.path.join(root, "ckpt"), every_n_train_steps=10, save_top_k=-1, filename="{step}"
+    )
+    trainer = make_trainer(
+        root, max_steps=max_steps, enable_checkpointing=True, callbacks=[fast, slow, checkpoints]
+    )
     trainer.fit(model, make_loader(batches=100), ckpt_path=ckpt_path)
     return trainer
 
@@ -238,7 +290,9 @@ def test_resume_purges_stale_points_with_two_savers(tmp_path):
 
     points = [(e.step, e.value) for e in accumulator(logdir).Scalars("fast")]
     assert [s for s, _ in points] == list(range(1, 41))
-    assert all(v >= 1000 for s, v in points if s <= 20) and all(v < 1000 for s, v in points if s > 20)
+    assert all(v >= 1000 for s, v in points if s <= 20) and all(
+        v < 1000 for s, v in points if s > 20
+    )
     slow = [(e.step, e.value) for e in accumulator(logdir + "_slow").Scalars("slow")]
     assert [s for s, _ in slow] == [1, 6, 11, 16, 21, 26, 31, 36]
     assert all(v < 1000 for s, v in slow if s > 20)
@@ -256,8 +310,10 @@ def test_two_savers_of_one_type_do_not_clash_on_state_key():
     [
         ({"save_steps": 1, "save_secs": 1}, "Can not provide both every_secs and every_steps."),
         ({}, "Either every_secs or every_steps should be provided."),
-        ({"save_steps": 1, "scaffold": sh.Scaffold(), "summary_op": "x"},
-         "Exactly one of scaffold or summary_op must be provided."),
+        (
+            {"save_steps": 1, "scaffold": sh.Scaffold(), "summary_op": "x"},
+            "Exactly one of scaffold or summary_op must be provided.",
+        ),
         ({"save_steps": 1, "output_dir": ""}, "output_dir must be a non-empty path, got ''"),
     ],
 )
@@ -283,11 +339,14 @@ def test_manual_optimization_with_two_optimizers_counts_every_step(tmp_path):
                 optimizer.step()
 
         def configure_optimizers(self):
-            return [torch.optim.SGD(self.net.parameters(), lr=0.01),
-                    torch.optim.SGD(self.head.parameters(), lr=0.01)]
+            return [
+                torch.optim.SGD(self.net.parameters(), lr=0.01),
+                torch.optim.SGD(self.head.parameters(), lr=0.01),
+            ]
 
-    saver = sh.SummarySaver(save_steps=1, output_dir=str(tmp_path),
-                            summary_op=sh.scalar("x", Counter(), collections=[]))
+    saver = sh.SummarySaver(
+        save_steps=1, output_dir=str(tmp_path), summary_op=sh.scalar("x", Counter(), collections=[])
+    )
     trainer = make_trainer(str(tmp_path), max_steps=6, callbacks=[saver])
     trainer.fit(TwoOptimizers(), make_loader())
     assert sorted(summaries_by_step(str(tmp_path))) == [2, 4, 6]

@@ -127,7 +127,11 @@ def test_scalars_from_mixed_shapes_and_dtypes_keep_their_order():
         (1 + 2j, TypeError, r"got \(1\+2j\) of type complex"),
         (torch.tensor(1 + 2j), TypeError, r"scalar 'x' must be real, got a torch.complex64 tensor"),
         (np.complex64(1), TypeError, r"scalar 'x' must be real, got a numpy complex64 value"),
-        (torch.ones(2, 3), ValueError, r"scalar 'x' must have exactly one element, got a tensor of shape \(2, 3\)"),
+        (
+            torch.ones(2, 3),
+            ValueError,
+            r"scalar 'x' must have exactly one element, got a tensor of shape \(2, 3\)",
+        ),
         (torch.ones(0), ValueError, r"shape \(0,\)"),
         (np.ones(3), ValueError, r"got an array of shape \(3,\)"),
         (torch.empty(1, device="meta"), ValueError, r"scalar 'x' is a tensor on the meta device"),
@@ -142,7 +146,9 @@ def test_function_that_raises_reaches_the_user_with_the_tag():
     def broken():
         raise KeyError("grad")
 
-    with pytest.raises(sh.SummaryEvaluationError, match=r"summary 'grads/w': its function raised KeyError: 'grad'") as info:
+    with pytest.raises(
+        sh.SummaryEvaluationError, match=r"summary 'grads/w': its function raised KeyError: 'grad'"
+    ) as info:
         sh.evaluate(sh.scalar("grads/w", broken, collections=[]))
     assert isinstance(info.value.__cause__, KeyError)
     assert info.value.tag == "grads/w"

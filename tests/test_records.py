@@ -41,11 +41,11 @@ def test_unmask_inverts_mask():
     [
         (
             Event(file_version="brain.Event:2"),
-            "0f00000000000000" "6d532b09" "1a0d627261696e2e4576656e743a32" "fc985129",
+            "0f000000000000006d532b091a0d627261696e2e4576656e743a32fc985129",
         ),
         (
             Event(wall_time=1.0, step=1, session_log=SessionLog(status=SessionLog.START)),
-            "0f00000000000000" "6d532b09" "09000000000000f03f10013a020801" "ffe20e91",
+            "0f000000000000006d532b0909000000000000f03f10013a020801ffe20e91",
         ),
         (
             Event(

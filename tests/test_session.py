@@ -40,12 +40,18 @@ def test_lifecycle_calls_hooks_in_order():
         log.append("created")
         sess.run(lambda: log.append("step"))
     assert log == [
-        "a.begin", "b.begin",
-        "a.after_create_session(0)", "b.after_create_session(0)",
+        "a.begin",
+        "b.begin",
+        "a.after_create_session(0)",
+        "b.after_create_session(0)",
         "created",
-        "a.before_run(0)", "b.before_run(0)", "step",
-        "a.after_run(1)", "b.after_run(1)",
-        "a.end", "b.end",
+        "a.before_run(0)",
+        "b.before_run(0)",
+        "step",
+        "a.after_run(1)",
+        "b.after_run(1)",
+        "a.end",
+        "b.end",
     ]
 
 
@@ -90,8 +96,9 @@ def test_stop_iteration_calls_end_and_is_suppressed():
 
 def test_other_exception_skips_end_but_flushes_summaries(tmp_path):
     log: list[str] = []
-    hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path),
-                               summary_op=sh.scalar("x", Counter()))
+    hook = sh.SummarySaverHook(
+        save_steps=1, output_dir=str(tmp_path), summary_op=sh.scalar("x", Counter())
+    )
     with pytest.raises(ZeroDivisionError):
         with sh.MonitoredSession(hooks=[RecordingHook("a", log), hook]) as sess:
             sess.run(lambda: None)
@@ -104,9 +111,8 @@ def test_other_exception_skips_end_but_flushes_summaries(tmp_path):
 
 def test_step_that_raises_skips_every_after_run():
     log: list[str] = []
-    with pytest.raises(KeyError):
-        with sh.MonitoredSession(hooks=[RecordingHook("a", log)]) as sess:
-            sess.run(lambda: {}["missing"])
+    with pytest.raises(KeyError), sh.MonitoredSession(hooks=[RecordingHook("a", log)]) as sess:
+        sess.run(lambda: {}["missing"])
     assert log[-1] == "a.before_run(0)"
 
 
@@ -115,9 +121,14 @@ def test_raises_when_before_run_returns_something_else():
         def before_run(self, run_context):
             return {"summary": 1}
 
-    with pytest.raises(TypeError, match=r"Bad.before_run must return SessionRunArgs or None, got \{'summary': 1\}"):
-        with sh.MonitoredSession(hooks=[Bad()]) as sess:
-            sess.run(lambda: None)
+    with (
+        pytest.raises(
+            TypeError,
+            match=r"Bad.before_run must return SessionRunArgs or None, got \{'summary': 1\}",
+        ),
+        sh.MonitoredSession(hooks=[Bad()]) as sess,
+    ):
+        sess.run(lambda: None)
 
 
 def test_raises_when_hook_asks_for_feed_dict():
@@ -158,8 +169,9 @@ def test_raises_when_global_step_has_wrong_type(bad):
 
 
 def test_hand_driven_hook_without_session(tmp_path):
-    hook = sh.SummarySaverHook(save_steps=2, output_dir=str(tmp_path),
-                               summary_op=sh.scalar("loss", lambda out: out))
+    hook = sh.SummarySaverHook(
+        save_steps=2, output_dir=str(tmp_path), summary_op=sh.scalar("loss", lambda out: out)
+    )
     session = sh.StepSession(0)
     hook.begin()
     for loss in (3.0, 2.0, 1.0):

@@ -53,7 +53,9 @@ def test_raise_when_scaffold_and_summary_op_both_missing():
 def test_raise_when_scaffold_and_summary_op_both_present():
     op = sh.scalar("a", lambda: 1.0)
     with pytest.raises(ValueError, match="Exactly one of scaffold or summary_op must be provided."):
-        sh.SummarySaverHook(save_steps=1, output_dir="unused", scaffold=sh.Scaffold(), summary_op=op)
+        sh.SummarySaverHook(
+            save_steps=1, output_dir="unused", scaffold=sh.Scaffold(), summary_op=op
+        )
 
 
 def test_raise_in_both_secs_and_steps():
@@ -80,8 +82,9 @@ def test_raises_when_no_writer_is_configured():
 
 
 def test_first_step_writes_session_start_before_its_summaries(tmp_path):
-    hook = sh.SummarySaverHook(save_steps=5, output_dir=str(tmp_path),
-                               summary_op=sh.scalar("x", lambda: 1.0))
+    hook = sh.SummarySaverHook(
+        save_steps=5, output_dir=str(tmp_path), summary_op=sh.scalar("x", lambda: 1.0)
+    )
     with sh.MonitoredSession(hooks=[hook]) as sess:
         for _ in range(3):
             sess.run(lambda: None)
@@ -98,8 +101,9 @@ def test_each_op_in_list_gives_one_event_and_merge_gives_one(tmp_path):
     a = sh.scalar("a", lambda: 1.0)
     b = sh.scalar("b", lambda: 2.0)
     listed = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path / "list"), summary_op=[a, b])
-    merged = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path / "merged"),
-                                 summary_op=sh.merge([a, b]))
+    merged = sh.SummarySaverHook(
+        save_steps=1, output_dir=str(tmp_path / "merged"), summary_op=sh.merge([a, b])
+    )
     with sh.MonitoredSession(hooks=[listed, merged]) as sess:
         sess.run(lambda: None)
     list_events = [e for e in all_events(str(tmp_path / "list")) if e.HasField("summary")]
@@ -130,22 +134,35 @@ def test_scaffold_without_ops_writes_start_and_no_summaries(tmp_path):
 
 
 def test_two_hooks_on_one_directory_share_one_file(tmp_path):
-    fast = sh.SummarySaverHook(save_steps=2, output_dir=str(tmp_path),
-                               summary_op=sh.scalar("fast", Counter(), collections=[]))
-    slow = sh.SummarySaverHook(save_steps=5, output_dir=str(tmp_path) + "/",
-                               summary_op=sh.scalar("slow", Counter(), collections=[]))
+    fast = sh.SummarySaverHook(
+        save_steps=2,
+        output_dir=str(tmp_path),
+        summary_op=sh.scalar("fast", Counter(), collections=[]),
+    )
+    slow = sh.SummarySaverHook(
+        save_steps=5,
+        output_dir=str(tmp_path) + "/",
+        summary_op=sh.scalar("slow", Counter(), collections=[]),
+    )
     with sh.MonitoredSession(hooks=[fast, slow]) as sess:
         for _ in range(10):
             sess.run(lambda: None)
     assert len(event_files(str(tmp_path))) == 1
     table = summaries_by_step(str(tmp_path))
-    assert table == {1: {"fast": 1.0, "slow": 1.0}, 3: {"fast": 2.0}, 5: {"fast": 3.0},
-                     6: {"slow": 2.0}, 7: {"fast": 4.0}, 9: {"fast": 5.0}}
+    assert table == {
+        1: {"fast": 1.0, "slow": 1.0},
+        3: {"fast": 2.0},
+        5: {"fast": 3.0},
+        6: {"slow": 2.0},
+        7: {"fast": 4.0},
+        9: {"fast": 5.0},
+    }
 
 
 def test_end_flushes_but_does_not_close_the_shared_writer(tmp_path):
-    hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path),
-                               summary_op=sh.scalar("x", lambda: 1.0))
+    hook = sh.SummarySaverHook(
+        save_steps=1, output_dir=str(tmp_path), summary_op=sh.scalar("x", lambda: 1.0)
+    )
     with sh.MonitoredSession(hooks=[hook]) as sess:
         sess.run(lambda: None)
     writer = sh.SummaryWriterCache.get(str(tmp_path))
@@ -156,8 +173,9 @@ def test_end_flushes_but_does_not_close_the_shared_writer(tmp_path):
 
 def test_explicit_summary_writer_is_used(tmp_path):
     writer = sh.FileWriter(str(tmp_path))
-    hook = sh.SummarySaverHook(save_steps=1, summary_writer=writer,
-                               summary_op=sh.scalar("x", lambda: 3.0))
+    hook = sh.SummarySaverHook(
+        save_steps=1, summary_writer=writer, summary_op=sh.scalar("x", lambda: 3.0)
+    )
     with sh.MonitoredSession(hooks=[hook]) as sess:
         sess.run(lambda: None)
     writer.close()
@@ -167,8 +185,9 @@ def test_explicit_summary_writer_is_used(tmp_path):
 def test_stuck_global_step_never_triggers_again_with_save_steps(tmp_path):
     # TensorFlow's edge case: the predicted step stays at s + 2 < last + save_steps.
     counter = Counter()
-    hook = sh.SummarySaverHook(save_steps=5, output_dir=str(tmp_path),
-                               summary_op=sh.scalar("x", counter))
+    hook = sh.SummarySaverHook(
+        save_steps=5, output_dir=str(tmp_path), summary_op=sh.scalar("x", counter)
+    )
     with sh.MonitoredSession(hooks=[hook], global_step=lambda: 7) as sess:
         for _ in range(20):
             sess.run(lambda: None)
@@ -185,8 +204,9 @@ def test_step_increments_of_two_trigger_late_like_tensorflow(tmp_path):
     def train():
         state["step"] = next(steps) + 2
 
-    hook = sh.SummarySaverHook(save_steps=4, output_dir=str(tmp_path),
-                               summary_op=sh.scalar("x", Counter()))
+    hook = sh.SummarySaverHook(
+        save_steps=4, output_dir=str(tmp_path), summary_op=sh.scalar("x", Counter())
+    )
     with sh.MonitoredSession(hooks=[hook], global_step=lambda: state["step"]) as sess:
         for _ in range(8):
             sess.run(train)
@@ -194,9 +214,18 @@ def test_step_increments_of_two_trigger_late_like_tensorflow(tmp_path):
 
 
 def test_hooked_run_returns_the_step_result_and_counts_steps(tmp_path):
-    hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path),
-                               summary_op=sh.scalar("loss", lambda out: out * 2))
+    hook = sh.SummarySaverHook(
+        save_steps=1, output_dir=str(tmp_path), summary_op=sh.scalar("loss", lambda out: out * 2)
+    )
     with sh.MonitoredSession(hooks=[hook], global_step=100) as sess:
         assert sess.run(lambda a, b=0: a + b, 1.5, b=1.0) == 2.5
         assert sess.global_step == 101
     assert summaries_by_step(str(tmp_path)) == {101: {"loss": 5.0}}
+
+
+def test_scaffold_not_finalized_by_the_session_is_resolved_at_the_first_run(tmp_path):
+    sh.scalar("x", Counter())
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path), scaffold=sh.Scaffold())
+    with sh.MonitoredSession(hooks=[hook]) as sess:  # the session has a scaffold of its own
+        sess.run(lambda: None)
+    assert summaries_by_step(str(tmp_path)) == {1: {"x": 1.0}}

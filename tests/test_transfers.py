@@ -20,9 +20,9 @@ class CountHostTransfers(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.transfers += 1
-        elif func is torch.ops.aten._to_copy.default and str(kwargs.get("device")) == "cpu":
+        item = func is torch.ops.aten._local_scalar_dense.default
+        to_host = func is torch.ops.aten._to_copy.default and str(kwargs.get("device")) == "cpu"
+        if item or to_host:
             self.transfers += 1
         return func(*args, **kwargs)
 
@@ -31,9 +31,15 @@ def make_hook(tmp_path, device, n_scalars, n_histograms=0):
     calls = []
     ops = []
     for i in range(n_scalars):
-        ops.append(sh.scalar(f"s/{i}", lambda i=i: calls.append(i) or torch.tensor(float(i), device=device)))
+        ops.append(
+            sh.scalar(
+                f"s/{i}", lambda i=i: calls.append(i) or torch.tensor(float(i), device=device)
+            )
+        )
     for i in range(n_histograms):
-        ops.append(sh.histogram(f"h/{i}", lambda: calls.append("h") or torch.randn(1000, device=device)))
+        ops.append(
+            sh.histogram(f"h/{i}", lambda: calls.append("h") or torch.randn(1000, device=device))
+        )
     hook = sh.SummarySaverHook(save_steps=10, output_dir=str(tmp_path), summary_op=sh.merge(ops))
     return hook, calls
 
@@ -41,9 +47,8 @@ def make_hook(tmp_path, device, n_scalars, n_histograms=0):
 @pytest.mark.parametrize("device", DEVICES)
 def test_due_step_moves_50_scalars_in_one_transfer(tmp_path, device):
     hook, calls = make_hook(tmp_path, device, 50)
-    with sh.MonitoredSession(hooks=[hook]) as sess:
-        with CountHostTransfers() as counter:
-            sess.run(lambda: None)  # the first step is due
+    with sh.MonitoredSession(hooks=[hook]) as sess, CountHostTransfers() as counter:
+        sess.run(lambda: None)  # the first step is due
     assert len(calls) == 50
     assert counter.transfers == 1
 
@@ -51,9 +56,8 @@ def test_due_step_moves_50_scalars_in_one_transfer(tmp_path, device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_due_step_with_scalars_and_histograms_is_still_one_transfer(tmp_path, device):
     hook, calls = make_hook(tmp_path, device, 20, n_histograms=5)
-    with sh.MonitoredSession(hooks=[hook]) as sess:
-        with CountHostTransfers() as counter:
-            sess.run(lambda: None)
+    with sh.MonitoredSession(hooks=[hook]) as sess, CountHostTransfers() as counter:
+        sess.run(lambda: None)
     assert len(calls) == 25
     assert counter.transfers == 1
 
@@ -72,13 +76,18 @@ def test_non_due_step_calls_nothing_and_transfers_nothing(tmp_path, device):
 
 
 def test_two_hooks_due_on_one_step_share_one_transfer(tmp_path):
-    a = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path / "a"),
-                            summary_op=sh.scalar("a", lambda: torch.tensor(1.0)))
-    b = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path / "b"),
-                            summary_op=sh.scalar("b", lambda: torch.tensor(2.0)))
-    with sh.MonitoredSession(hooks=[a, b]) as sess:
-        with CountHostTransfers() as counter:
-            sess.run(lambda: None)
+    a = sh.SummarySaverHook(
+        save_steps=1,
+        output_dir=str(tmp_path / "a"),
+        summary_op=sh.scalar("a", lambda: torch.tensor(1.0)),
+    )
+    b = sh.SummarySaverHook(
+        save_steps=1,
+        output_dir=str(tmp_path / "b"),
+        summary_op=sh.scalar("b", lambda: torch.tensor(2.0)),
+    )
+    with sh.MonitoredSession(hooks=[a, b]) as sess, CountHostTransfers() as counter:
+        sess.run(lambda: None)
     assert counter.transfers == 1
 
 

@@ -26,7 +26,9 @@ def scalar_summary(tag: str, value: float) -> Summary:
 def test_file_name_follows_tensorflow_pattern_and_is_unique(tmp_path):
     first = sh.FileWriter(str(tmp_path))
     second = sh.FileWriter(str(tmp_path), filename_suffix=".v2")
-    pattern = rf"events\.out\.tfevents\.\d{{10}}\.{re.escape(socket.gethostname())}\.{os.getpid()}\.\d+"
+    pattern = (
+        rf"events\.out\.tfevents\.\d{{10}}\.{re.escape(socket.gethostname())}\.{os.getpid()}\.\d+"
+    )
     assert re.fullmatch(pattern, os.path.basename(first.path))
     assert re.fullmatch(pattern + r"\.v2", os.path.basename(second.path))
     assert first.path != second.path
@@ -90,7 +92,9 @@ def test_close_is_safe_twice_and_reopen_starts_a_new_file(tmp_path):
     assert len(event_files(str(tmp_path))) == 2
 
 
-@pytest.mark.parametrize(("argument", "value"), [("max_queue", 0), ("flush_secs", -1), ("max_queue", "10")])
+@pytest.mark.parametrize(
+    ("argument", "value"), [("max_queue", 0), ("flush_secs", -1), ("max_queue", "10")]
+)
 def test_raises_on_bad_writer_options(tmp_path, argument, value):
     with pytest.raises(ValueError, match=f"{argument} must be a positive"):
         sh.FileWriter(str(tmp_path), **{argument: value})
@@ -186,8 +190,9 @@ def test_hook_writes_through_torch_summary_writer(tmp_path):
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(tmp_path))
-    hook = sh.SummarySaverHook(save_steps=1, summary_writer=writer,
-                               summary_op=sh.scalar("x", lambda: 2.0))
+    hook = sh.SummarySaverHook(
+        save_steps=1, summary_writer=writer, summary_op=sh.scalar("x", lambda: 2.0)
+    )
     with sh.MonitoredSession(hooks=[hook]) as sess:
         sess.run(lambda: None)
     writer.close()
@@ -198,8 +203,9 @@ def test_hook_writes_through_tensorboardx_summary_writer(tmp_path):
     from tensorboardX import SummaryWriter
 
     writer = SummaryWriter(str(tmp_path))
-    hook = sh.SummarySaverHook(save_steps=1, summary_writer=writer,
-                               summary_op=sh.scalar("x", lambda: 3.0))
+    hook = sh.SummarySaverHook(
+        save_steps=1, summary_writer=writer, summary_op=sh.scalar("x", lambda: 3.0)
+    )
     with sh.MonitoredSession(hooks=[hook]) as sess:
         sess.run(lambda: None)
     writer.close()
@@ -208,8 +214,9 @@ def test_hook_writes_through_tensorboardx_summary_writer(tmp_path):
 
 def test_raises_when_summary_writer_has_wrong_type():
     with pytest.raises(TypeError, match="summary_writer must be .* got 'runs' of type str"):
-        sh.SummarySaverHook(save_steps=1, summary_writer="runs",
-                            summary_op=sh.scalar("x", lambda: 1.0))
+        sh.SummarySaverHook(
+            save_steps=1, summary_writer="runs", summary_op=sh.scalar("x", lambda: 1.0)
+        )
 
 
 def test_normal_interpreter_exit_loses_nothing(tmp_path):

@@ -1,0 +1,248 @@
+"""Read any TensorBoard log directory back, with TensorBoard's own ``EventAccumulator``.
+
+TensorBoard's reader is used rather than a parser of our own so that what comes back
+is what TensorBoard shows: the same purge of stale points after a restart, the same
+handling of a truncated last record. ``pandas`` and ``matplotlib`` come with the
+``plot`` extra and are imported only by the functions that need them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["TagSummary", "format_table", "plot", "read_histograms", "read_scalars", "summarize"]
+
+_LOAD_EVERYTHING = {"scalars": 0, "histograms": 0, "tensors": 0, "images": 1, "audio": 1}
+
+
+@dataclass(frozen=True)
+class TagSummary:
+    """One row of :func:`summarize`: what a run holds for one tag."""
+
+    run: str
+    tag: str
+    kind: str
+    points: int
+    first_step: int
+    last_step: int
+    last_value: float
+
+
+def _runs(logdir: str) -> Iterator[tuple[str, EventAccumulator]]:
+    """Each directory under ``logdir`` holding event files, as TensorBoard's runs."""
+    if not os.path.isdir(logdir):
+        raise FileNotFoundError(f"logdir {logdir!r} is not a directory")
+    for directory, _, files in sorted(os.walk(logdir)):
+        if any("tfevents" in name for name in files):
+            accumulator = EventAccumulator(directory, size_guidance=_LOAD_EVERYTHING)
+            accumulator.Reload()
+            run = os.path.relpath(directory, logdir)
+            yield run, accumulator
+
+
+def _require_pandas() -> Any:
+    try:
+        import pandas as pd
+    except ImportError as error:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "reading into DataFrames needs pandas: pip install 'summary_hook[plot]'"
+        ) from error
+    return pd
+
+
+def read_scalars(logdir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Every scalar in ``logdir`` as a DataFrame with columns run, tag, step, wall_time, value.
+
+    Raises:
+        FileNotFoundError: If ``logdir`` is not a directory.
+
+    Example:
+        >>> df = read_scalars("runs/demo")  # doctest: +SKIP
+        >>> df[df.tag == "train/loss"].plot(x="step", y="value")  # doctest: +SKIP
+    """
+    pd = _require_pandas()
+    rows = [
+        (run, tag, event.step, event.wall_time, event.value)
+        for run, accumulator in _runs(os.fspath(logdir))
+        for tag in accumulator.Tags()["scalars"]
+        for event in accumulator.Scalars(tag)
+    ]
+    return pd.DataFrame(rows, columns=["run", "tag", "step", "wall_time", "value"])
+
+
+def read_histograms(logdir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Every histogram in ``logdir``: run, tag, step, wall_time, min, max, num, sum,
+    sum_squares, bucket_limit, bucket (the last two as lists).
+
+    Raises:
+        FileNotFoundError: If ``logdir`` is not a directory.
+    """
+    pd = _require_pandas()
+    rows = []
+    for run, accumulator in _runs(os.fspath(logdir)):
+        for tag in accumulator.Tags()["histograms"]:
+            for event in accumulator.Histograms(tag):
+                h = event.histogram_value
+                rows.append(
+                    (
+                        run,
+                        tag,
+                        event.step,
+                        event.wall_time,
+                        h.min,
+                        h.max,
+                        h.num,
+                        h.sum,
+                        h.sum_squares,
+                        list(h.bucket_limit),
+                        list(h.bucket),
+                    )
+                )
+    columns = [
+        "run",
+        "tag",
+        "step",
+        "wall_time",
+        "min",
+        "max",
+        "num",
+        "sum",
+        "sum_squares",
+        "bucket_limit",
+        "bucket",
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def summarize(logdir: str | os.PathLike[str]) -> list[TagSummary]:
+    """One :class:`TagSummary` per run and tag: points, first and last step, last value.
+
+    A histogram's last value is the mean of its last point.
+
+    Raises:
+        FileNotFoundError: If ``logdir`` is not a directory.
+    """
+    rows = []
+    for run, accumulator in _runs(os.fspath(logdir)):
+        tags = accumulator.Tags()
+        for tag in tags["scalars"]:
+            events = accumulator.Scalars(tag)
+            rows.append(
+                TagSummary(
+                    run,
+                    tag,
+                    "scalar",
+                    len(events),
+                    events[0].step,
+                    events[-1].step,
+                    events[-1].value,
+                )
+            )
+        for tag in tags["histograms"]:
+            events = accumulator.Histograms(tag)
+            last = events[-1].histogram_value
+            mean = last.sum / last.num if last.num else float("nan")
+            rows.append(
+                TagSummary(
+                    run, tag, "histogram", len(events), events[0].step, events[-1].step, mean
+                )
+            )
+    return rows
+
+
+def format_table(rows: list[TagSummary]) -> str:
+    """A plain-text table of :func:`summarize`'s rows."""
+    header = ("run", "tag", "kind", "points", "first step", "last step", "last value")
+    body = [
+        (
+            r.run,
+            r.tag,
+            r.kind,
+            str(r.points),
+            str(r.first_step),
+            str(r.last_step),
+            f"{r.last_value:.6g}",
+        )
+        for r in rows
+    ]
+    if not body:
+        return "no scalars or histograms found"
+    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+    numeric = {3, 4, 5, 6}
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(
+            cell.rjust(w) if i in numeric else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(row) for row in body)])
+
+
+def plot(logdir: str | os.PathLike[str], output: str | os.PathLike[str]) -> str:
+    """Draw every scalar curve, and each histogram's spread over steps, into a PNG.
+
+    Args:
+        logdir: A TensorBoard log directory.
+        output: The PNG file to write.
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileNotFoundError: If ``logdir`` is not a directory.
+        ValueError: If it holds no scalar or histogram.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as error:  # pragma: no cover - depends on the install
+        raise ImportError("plotting needs matplotlib: pip install 'summary_hook[plot]'") from error
+    scalars = read_scalars(logdir)
+    histograms = read_histograms(logdir)
+    panels = [("scalar", key) for key in sorted(set(zip(scalars.run, scalars.tag, strict=True)))]
+    panels += [
+        ("histogram", key) for key in sorted(set(zip(histograms.run, histograms.tag, strict=True)))
+    ]
+    if not panels:
+        raise ValueError(f"no scalars or histograms in {os.fspath(logdir)!r} to plot")
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.2 * rows), squeeze=False)
+    for axis, (kind, (run, tag)) in zip(axes.flat, panels, strict=False):
+        title = tag if run == "." else f"{run}: {tag}"
+        if kind == "scalar":
+            data = scalars[(scalars.run == run) & (scalars.tag == tag)]
+            axis.plot(data.step, data.value, marker="." if len(data) < 50 else None)
+        else:
+            data = histograms[(histograms.run == run) & (histograms.tag == tag)]
+            mean = data["sum"] / data["num"].where(data["num"] > 0)
+            std = (data["sum_squares"] / data["num"].where(data["num"] > 0) - mean**2).clip(
+                lower=0
+            ) ** 0.5
+            axis.fill_between(data.step, data["min"], data["max"], alpha=0.2, label="min-max")
+            axis.fill_between(data.step, mean - std, mean + std, alpha=0.4, label="mean±std")
+            axis.plot(data.step, mean, label="mean")
+            axis.legend(fontsize="x-small")
+            title += " (histogram)"
+        axis.set_title(title, fontsize="small")
+        axis.set_xlabel("step", fontsize="small")
+        axis.tick_params(labelsize="x-small")
+    for axis in list(axes.flat)[len(panels) :]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    path = os.fspath(output)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

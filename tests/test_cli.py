@@ -1,0 +1,142 @@
+"""The command line: the demo job (both loops) and `show`, checked with TensorBoard's reader."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from summary_hook import readback
+from tests.conftest import accumulator
+
+SCALARS = {"train/loss", "train/learning_rate", "train/gradient_norm"}
+HISTOGRAMS = {
+    "weights/layer0",
+    "weights/layer2",
+    "weights/layer4",
+    "gradients/layer0",
+    "gradients/layer2",
+    "gradients/layer4",
+}
+
+
+def summary_hook(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "summary_hook", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize("loop", ["lightning", "plain"])
+def test_demo_writes_reports_and_plots(tmp_path, loop):
+    out = str(tmp_path / "demo")
+    result = summary_hook(
+        "demo",
+        "--loop",
+        loop,
+        "--steps",
+        "40",
+        "--save-steps",
+        "5",
+        "--output-dir",
+        out,
+        "--no-progress",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    acc = accumulator(out)
+    assert set(acc.Tags()["scalars"]) == SCALARS
+    assert set(acc.Tags()["histograms"]) == HISTOGRAMS
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 6, 11, 16, 21, 26, 31, 36]
+    for tag in SCALARS | HISTOGRAMS:
+        assert tag in result.stdout
+    assert "   8           1         36" in result.stdout  # points, first step, last step
+    assert os.path.getsize(os.path.join(out, "summaries.png")) > 10_000
+    assert f"tensorboard --logdir {out}" in result.stdout
+
+
+def test_demo_saves_by_seconds(tmp_path):
+    out = str(tmp_path / "demo")
+    result = summary_hook(
+        "demo",
+        "--steps",
+        "20",
+        "--save-secs",
+        "0.001",
+        "--output-dir",
+        out,
+        "--no-progress",
+        "--no-plot",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    steps = [e.step for e in accumulator(out).Scalars("train/loss")]
+    assert steps[0] == 1 and steps == sorted(set(steps)) and len(steps) > 1
+
+
+def test_demo_rejects_both_schedules():
+    result = summary_hook("demo", "--save-steps", "5", "--save-secs", "1")
+    assert result.returncode == 2
+    assert "not allowed with argument" in result.stderr
+
+
+def test_show_prints_table_and_plots(tmp_path):
+    out = str(tmp_path / "demo")
+    assert (
+        summary_hook(
+            "demo",
+            "--loop",
+            "plain",
+            "--steps",
+            "10",
+            "--output-dir",
+            out,
+            "--no-progress",
+            "--no-plot",
+        ).returncode
+        == 0
+    )
+    png = str(tmp_path / "curves.png")
+    result = summary_hook("show", out, "--plot", png)
+    assert result.returncode == 0, result.stderr
+    assert "train/loss" in result.stdout and "histogram" in result.stdout
+    assert os.path.getsize(png) > 10_000
+
+
+def test_show_names_a_missing_directory(tmp_path):
+    result = summary_hook("show", str(tmp_path / "missing"))
+    assert result.returncode == 2
+    assert f"logdir {str(tmp_path / 'missing')!r} is not a directory" in result.stderr
+
+
+def test_readback_frames_match_tensorboard(tmp_path):
+    out = str(tmp_path / "demo")
+    assert (
+        summary_hook(
+            "demo",
+            "--loop",
+            "plain",
+            "--steps",
+            "12",
+            "--save-steps",
+            "4",
+            "--output-dir",
+            out,
+            "--no-progress",
+            "--no-plot",
+        ).returncode
+        == 0
+    )
+    scalars = readback.read_scalars(out)
+    acc = accumulator(out)
+    loss = scalars[scalars.tag == "train/loss"]
+    assert list(loss.step) == [e.step for e in acc.Scalars("train/loss")] == [1, 5, 9]
+    assert list(loss.value) == [e.value for e in acc.Scalars("train/loss")]
+    histograms = readback.read_histograms(out)
+    assert set(histograms.tag) == HISTOGRAMS
+    assert (histograms.num == histograms.bucket.map(sum)).all()
+    rows = {row.tag: row for row in readback.summarize(out)}
+    assert rows["train/loss"].points == 3 and rows["train/loss"].last_step == 9

@@ -1,0 +1,65 @@
+"""The public surface: pinned names, lazy Lightning, and a typed package."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import summary_hook as sh
+
+PUBLIC = [
+    "SUMMARIES",
+    "FileWriter",
+    "HookCallback",
+    "MonitoredSession",
+    "NeverTriggerTimer",
+    "Scaffold",
+    "SecondOrStepTimer",
+    "SessionRunArgs",
+    "SessionRunContext",
+    "SessionRunHook",
+    "SessionRunValues",
+    "StepSession",
+    "SummaryEvaluationError",
+    "SummaryOp",
+    "SummarySaver",
+    "SummarySaverHook",
+    "SummaryWriterCache",
+    "WriterError",
+    "__version__",
+    "clear_collection",
+    "evaluate",
+    "get_collection",
+    "histogram",
+    "merge",
+    "merge_all",
+    "scalar",
+]
+
+
+def test_public_names_are_pinned_and_sorted():
+    assert sh.__all__ == PUBLIC
+    for name in sh.__all__:
+        assert getattr(sh, name) is not None
+
+
+def test_import_does_not_import_lightning():
+    code = (
+        "import sys, summary_hook; "
+        "print('lightning' in sys.modules, 'lightning.pytorch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_lightning_names_load_on_first_use():
+    code = (
+        "import sys, summary_hook as sh; sh.SummarySaver; print('lightning.pytorch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True"]
+
+
+def test_package_is_typed():
+    assert os.path.exists(os.path.join(os.path.dirname(sh.__file__), "py.typed"))

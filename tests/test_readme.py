@@ -1,0 +1,50 @@
+"""Every code block in the README runs, in order, so the README cannot drift from the code."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+
+
+def code_blocks() -> list[tuple[str, str]]:
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as readme:
+        text = readme.read()
+    return re.findall(r"^```(\w+)\n(.*?)^```$", text, flags=re.S | re.M)
+
+
+def test_readme_starts_with_the_two_set_up_commands():
+    (lang1, demo), (lang2, tests) = code_blocks()[:2]
+    assert lang1 == lang2 == "bash"
+    for command in (demo, tests):
+        assert command.startswith(
+            'python3 -m venv .venv && .venv/bin/pip install -q torch==2.13.0 -e ".[dev]"'
+        )
+    assert demo.strip().endswith(".venv/bin/summary-hook demo")  # run by tests/test_cli.py
+    assert tests.strip().endswith(".venv/bin/python -m pytest")  # what .ci/run runs
+
+
+def test_ci_runs_the_readme_test_command():
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as script:
+        assert "README.md" in script.read()
+
+
+def test_every_other_block_runs_in_order(tmp_path):
+    blocks = code_blocks()[2:]
+    assert blocks, "the README shows no usage"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "MPLBACKEND": "Agg"}
+    for index, (language, code) in enumerate(blocks):
+        if language == "python":
+            command = [sys.executable, "-c", code]
+        else:
+            assert language == "bash", f"block {index}: unknown language {language}"
+            command = ["bash", "-euo", "pipefail", "-c", code.replace(".venv/bin/", BIN + "/")]
+        result = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, f"README block {index}:\n{code}\n{result.stderr[-3000:]}"
+    assert os.path.exists(tmp_path / "runs" / "exp1" / "curves.png")
