@@ -8,8 +8,10 @@ several ops or hooks is called once per evaluation.
 
 from __future__ import annotations
 
+import functools
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,7 +51,7 @@ def _collect(fetches: Any, ops: list[SummaryOp]) -> None:
     elif isinstance(fetches, (list, tuple)):
         for item in fetches:
             _collect(item, ops)
-    elif isinstance(fetches, Mapping):
+    elif isinstance(fetches, (dict, Mapping)):  # dict first: it is fast
         for item in fetches.values():
             _collect(item, ops)
     elif fetches is not None:
@@ -66,9 +68,50 @@ def _rebuild(fetches: Any, results: dict[int, Summary]) -> Any:
         return [_rebuild(item, results) for item in fetches]
     if isinstance(fetches, tuple):
         return tuple(_rebuild(item, results) for item in fetches)
-    if isinstance(fetches, Mapping):
+    if isinstance(fetches, (dict, Mapping)):
         return {key: _rebuild(item, results) for key, item in fetches.items()}
     return None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to evaluate one tuple of ops, worked out once and cached.
+
+    Leaves are deduplicated in order of first appearance. Their host values are kept in
+    one list, ``numbers``: the scalars (in ``scalar_slots`` order), then the histograms
+    (in ``histogram_slots`` order); ``op_numbers`` says where each op's values are.
+    """
+
+    leaves: tuple[Leaf, ...]
+    calls: tuple[tuple[Callable[..., Any], bool], ...]
+    scalar_slots: tuple[int, ...]
+    histogram_slots: tuple[int, ...]
+    op_numbers: tuple[tuple[int, ...], ...]
+    op_only_scalars: tuple[bool, ...]
+    templates: tuple[Summary, ...]
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(ops: tuple[SummaryOp, ...]) -> _Plan:
+    slot_of: dict[int, int] = {}
+    leaves: list[Leaf] = []
+    for op in ops:
+        for leaf in op.leaves:
+            if id(leaf) not in slot_of:
+                slot_of[id(leaf)] = len(leaves)
+                leaves.append(leaf)
+    scalar_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "scalar"]
+    histogram_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "histogram"]
+    number_of = {slot: n for n, slot in enumerate(scalar_slots + histogram_slots)}
+    return _Plan(
+        leaves=tuple(leaves),
+        calls=tuple((leaf.fn, leaf.takes_output) for leaf in leaves),
+        scalar_slots=tuple(scalar_slots),
+        histogram_slots=tuple(histogram_slots),
+        op_numbers=tuple(tuple(number_of[slot_of[id(leaf)]] for leaf in op.leaves) for op in ops),
+        op_only_scalars=tuple(all(leaf.kind == "scalar" for leaf in op.leaves) for op in ops),
+        templates=tuple(Summary(value=[Summary.Value(tag=tag) for tag in op.tags]) for op in ops),
+    )
 
 
 def evaluate(fetches: Any, output: Any = None) -> Any:
@@ -82,91 +125,135 @@ def evaluate(fetches: Any, output: Any = None) -> Any:
         TypeError: If a value has the wrong type (complex, None, text), naming the tag.
         ValueError: If a scalar has more than one element, or a tensor is on the meta
             device, naming the tag.
+
+    Example:
+        >>> op = scalar("loss", lambda out: out, collections=[])
+        >>> evaluate({"summary": [op]}, 0.5)["summary"][0].value[0].simple_value
+        0.5
     """
-    ops = summary_ops_in(fetches)
-    leaves: dict[int, Leaf] = {}
-    for op in ops:
-        for leaf in op.leaves:
-            leaves.setdefault(id(leaf), leaf)
+    ops = tuple(summary_ops_in(fetches))
+    if not ops:
+        return _rebuild(fetches, {})
+    plan = _plan(ops)
+    raw: list[Any] = []
+    append = raw.append
     with torch.no_grad():
-        values = _evaluate_leaves(list(leaves.values()), output)
-    results = {id(op): Summary(value=[values[id(leaf)] for leaf in op.leaves]) for op in ops}
+        try:
+            for fn, takes_output in plan.calls:
+                append(fn(output) if takes_output else fn())
+        except Exception as error:
+            raise SummaryEvaluationError(plan.leaves[len(raw)].tag, error) from error
+        numbers = _to_host(plan, raw)
+    results: dict[int, Summary] = {}
+    for op, indices, only_scalars, template in zip(
+        ops, plan.op_numbers, plan.op_only_scalars, plan.templates, strict=True
+    ):
+        summary = Summary()
+        summary.CopyFrom(template)
+        if only_scalars:
+            for value, index in zip(summary.value, indices, strict=True):
+                value.simple_value = numbers[index]
+        else:
+            for value, index in zip(summary.value, indices, strict=True):
+                number = numbers[index]
+                if type(number) is float:
+                    value.simple_value = number
+                else:
+                    value.histo.CopyFrom(number)
+        results[id(op)] = summary
     return _rebuild(fetches, results)
 
 
-def _call(leaf: Leaf, output: Any) -> Any:
-    try:
-        return leaf.fn(output) if leaf.takes_output else leaf.fn()
-    except Exception as error:
-        raise SummaryEvaluationError(leaf.tag, error) from error
-
-
 class _DeviceBatch:
-    """The tensors bound for the host from one device, concatenated and copied once."""
+    """What one device sends to the host: stacked scalars, then histogram results."""
 
     def __init__(self) -> None:
-        self.scalars: list[torch.Tensor] = []
-        self.histograms: list[torch.Tensor] = []
+        self.scalars: torch.Tensor | None = None  # float64
+        self.scalar_numbers: list[int] = []  # where each stacked scalar goes in ``numbers``
+        self.histograms: list[tuple[int, int, torch.Tensor]] = []  # (number, numel, result)
 
-    def to_host(self) -> np.ndarray:
-        parts = []
-        if self.scalars:
-            if all(t.dim() == 0 for t in self.scalars):
-                stacked = torch.stack(self.scalars)
-            else:
-                stacked = torch.cat([t.reshape(1) for t in self.scalars])
-            parts.append(stacked.to(torch.float64))
-        parts.extend(self.histograms)
+    def unpack_to(self, numbers: list[Any]) -> None:
+        """Copy everything to the host at once and store each value in ``numbers``."""
+        parts = [] if self.scalars is None else [self.scalars]
+        parts.extend(result for _, _, result in self.histograms)
         flat = parts[0] if len(parts) == 1 else torch.cat(parts)
         # The one device-to-host copy of this step (a copy on the CPU too, so it is one
         # visible, countable transfer everywhere).
-        return flat.to(_HOST, copy=True).numpy()
+        array = flat.to(_HOST, copy=True).numpy()
+        count = len(self.scalar_numbers)
+        if count:
+            values = array[:count].tolist()
+            if self.scalar_numbers[0] == 0 and self.scalar_numbers[-1] == count - 1:
+                numbers[:count] = values  # the common case: every scalar came from here
+            else:
+                for index, number in zip(self.scalar_numbers, values, strict=True):
+                    numbers[index] = number
+        offset = count
+        for index, numel, result in self.histograms:
+            size = result.numel()
+            numbers[index] = histogram_proto(array[offset : offset + size], numel)
+            offset += size
 
 
-def _evaluate_leaves(leaves: list[Leaf], output: Any) -> dict[int, Summary.Value]:
+def _to_host(plan: _Plan, raw: list[Any]) -> list[Any]:
+    """The values of a due step on the host, in the plan's ``numbers`` order."""
+    scalar_count = len(plan.scalar_slots)
+    numbers: list[Any] = [None] * (scalar_count + len(plan.histogram_slots))
     batches: dict[torch.device, _DeviceBatch] = {}
-    # Where each leaf's value will be: a host float, or (device, kind, index, numel).
-    places: list[tuple[Leaf, Any]] = []
-    for leaf in leaves:
-        value = _call(leaf, output)
-        if leaf.kind == "scalar":
-            number = _scalar_value(leaf.tag, value)
-            if isinstance(number, float):
-                places.append((leaf, number))
-                continue
-            batch = batches.setdefault(number.device, _DeviceBatch())
-            places.append((leaf, (number.device, "scalar", len(batch.scalars), 1)))
-            batch.scalars.append(number)
+    if scalar_count:
+        for device, stacked, indices in _stack_scalars(plan, raw, numbers):
+            batch = batches.setdefault(device, _DeviceBatch())
+            batch.scalars, batch.scalar_numbers = stacked, indices
+    for index, slot in enumerate(plan.histogram_slots, start=scalar_count):
+        tensor = _histogram_value(plan.leaves[slot].tag, raw[slot])
+        if tensor.numel() == 0:
+            numbers[index] = histogram_proto(np.empty(0), 0)
         else:
-            tensor = _histogram_value(leaf.tag, value)
-            if tensor.numel() == 0:
-                places.append((leaf, (None, "histogram", 0, 0)))
-                continue
             batch = batches.setdefault(tensor.device, _DeviceBatch())
-            places.append(
-                (leaf, (tensor.device, "histogram", len(batch.histograms), tensor.numel()))
-            )
-            batch.histograms.append(device_histogram(tensor))
-    hosts = {device: batch.to_host() for device, batch in batches.items()}
-    offsets = {
-        device: np.cumsum([len(batch.scalars), *(h.numel() for h in batch.histograms)])
-        for device, batch in batches.items()
-    }
-    values: dict[int, Summary.Value] = {}
-    for leaf, place in places:
-        if isinstance(place, float):
-            values[id(leaf)] = Summary.Value(tag=leaf.tag, simple_value=place)
-            continue
-        device, kind, index, numel = place
-        if kind == "scalar":
-            values[id(leaf)] = Summary.Value(tag=leaf.tag, simple_value=hosts[device][index].item())
-        elif numel == 0:
-            values[id(leaf)] = Summary.Value(tag=leaf.tag, histo=histogram_proto(np.empty(0), 0))
+            batch.histograms.append((index, tensor.numel(), device_histogram(tensor)))
+    for batch in batches.values():
+        batch.unpack_to(numbers)
+    return numbers
+
+
+def _stack_scalars(
+    plan: _Plan, raw: list[Any], numbers: list[Any]
+) -> list[tuple[torch.device, torch.Tensor, list[int]]]:
+    """Stack the scalar tensors per device as float64, without reading any value.
+
+    Python and numpy numbers go straight into ``numbers``.
+    """
+    values = [raw[slot] for slot in plan.scalar_slots]
+    try:
+        stacked = torch.stack(values)  # the common case: tensors of one device and shape
+    except (TypeError, RuntimeError):
+        stacked = None
+    if (
+        stacked is not None
+        and stacked.numel() == len(values)
+        and not stacked.dtype.is_complex
+        and not stacked.is_meta
+    ):
+        return [(stacked.device, stacked.reshape(-1).to(torch.float64), list(range(len(values))))]
+    groups: dict[torch.device, tuple[list[torch.Tensor], list[int]]] = {}
+    for index, (slot, value) in enumerate(zip(plan.scalar_slots, values, strict=True)):
+        checked = _scalar_value(plan.leaves[slot].tag, value)  # raises the precise error
+        if isinstance(checked, float):
+            numbers[index] = checked
         else:
-            start, stop = offsets[device][index], offsets[device][index + 1]
-            proto = histogram_proto(hosts[device][start:stop], numel)
-            values[id(leaf)] = Summary.Value(tag=leaf.tag, histo=proto)
-    return values
+            group = groups.setdefault(checked.device, ([], []))
+            group[0].append(checked.reshape(1))
+            group[1].append(index)
+    return [
+        (device, torch.cat(parts).to(torch.float64), indices)
+        for device, (parts, indices) in groups.items()
+    ]
+
+
+def _number(tag: str, value: Any) -> float:
+    number = _scalar_value(tag, value)
+    assert isinstance(number, float)
+    return number
 
 
 def _scalar_value(tag: str, value: Any) -> float | torch.Tensor:

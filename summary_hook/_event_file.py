@@ -111,17 +111,21 @@ class EventFileWriter:
     # --- producer side -------------------------------------------------------------
 
     def add_event(self, event: Event) -> None:
-        """Queue ``event``; blocks while the queue is full. Nothing is ever dropped.
+        """Frame ``event`` now and queue it; blocks while the queue is full.
+
+        The event is serialized in the caller, so changing it afterwards changes
+        nothing written, and the worker thread only writes bytes. Nothing is dropped.
 
         Raises:
             RuntimeError: If the writer is closed or belongs to another process.
             WriterError: If the worker failed on an earlier event.
         """
         self._check_usable()
+        record = encode_record(event.SerializeToString())
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"event file {self.path!r} is closed")
-            self._put(event)
+            self._put(record)
 
     def flush(self) -> None:
         """Return once every event queued before this call is handed to the OS and synced.
@@ -203,15 +207,14 @@ class EventFileWriter:
                 item = None  # the flush deadline passed
             if self._error is None:  # after an error, items are drained and discarded
                 try:
-                    if isinstance(item, Event):
-                        record = encode_record(item.SerializeToString())
-                        pending.append(record)
-                        pending_bytes += len(record)
+                    if isinstance(item, bytes):
+                        pending.append(item)
+                        pending_bytes += len(item)
                         dirty = True
                         if pending_bytes >= _WRITE_CHUNK:
                             self._write(pending)
                             pending_bytes = 0
-                    if not isinstance(item, Event) or time.monotonic() >= next_flush:
+                    if not isinstance(item, bytes) or time.monotonic() >= next_flush:
                         if dirty:
                             self._write(pending)
                             pending_bytes = 0

@@ -104,11 +104,11 @@ def _bucket_counts(values: torch.Tensor) -> torch.Tensor:
     threshold, bucket, limits = _device_tables(values.device)
     if values.dtype in _EXACT_IN_FLOAT32:
         x = values.to(torch.float32)
-        key = ((x.view(torch.int32) >> 16) & 0xFFFF).long()
-        above = x >= threshold.take(key)
-        cells = torch.bincount(key.mul_(2).add_(above), minlength=1 << 17)
+        key = (x.view(torch.int32) >> 16).bitwise_and_(0xFFFF)
+        above = x >= threshold.index_select(0, key)
+        half_cells = torch.bincount(key.add_(key).add_(above), minlength=1 << 17)
         counts = torch.zeros(_N + 1, dtype=torch.int64, device=values.device)
-        counts.index_add_(0, bucket, cells)
+        counts.index_add_(0, bucket, half_cells)
     else:
         x64 = values.to(torch.float64)
         index = torch.bucketize(x64, limits, right=True).clamp_(max=_N - 1)
@@ -130,7 +130,7 @@ def device_histogram(values: torch.Tensor) -> torch.Tensor:
     if flat.dtype == torch.bool:
         flat = flat.to(torch.uint8)
     low, high = torch.aminmax(flat)
-    wide = flat.to(torch.float64)
+    wide = flat.to(torch.float64)  # sums accumulate in float64, as histogram.cc's do
     stats = torch.stack(
         (low.to(torch.float64), high.to(torch.float64), wide.sum(), torch.dot(wide, wide))
     )

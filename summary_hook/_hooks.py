@@ -70,22 +70,18 @@ class SessionRunContext:
         session: The session under the hooks; ``session.global_step`` is the step.
     """
 
-    __slots__ = ("_original_args", "_session", "_stop_requested")
+    __slots__ = ("_original_args", "_stop_requested", "session")
 
     def __init__(self, original_args: SessionRunArgs, session: Session) -> None:
         self._original_args = original_args
-        self._session = session
+        #: The session the hooks run in; read ``session.global_step`` for the step.
+        self.session = session
         self._stop_requested = False
 
     @property
     def original_args(self) -> SessionRunArgs:
         """The caller's arguments to ``run``."""
         return self._original_args
-
-    @property
-    def session(self) -> Session:
-        """The session the hooks run in; read ``session.global_step`` for the step."""
-        return self._session
 
     @property
     def stop_requested(self) -> bool:

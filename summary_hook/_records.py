@@ -28,6 +28,7 @@ __all__ = [
     "encode_record",
     "iter_records",
     "masked_crc32c",
+    "scan_records",
     "unmask_crc",
 ]
 
@@ -118,3 +119,33 @@ def iter_records(stream: BinaryIO, *, max_record_bytes: int = MAX_RECORD_BYTES) 
             raise RecordError(f"corrupted record data at offset {offset} (data CRC mismatch)")
         offset += _HEADER.size + len(body)
         yield data
+
+
+def scan_records(
+    stream: BinaryIO, size: int, *, max_record_bytes: int = MAX_RECORD_BYTES
+) -> tuple[int, str | None]:
+    """Check every record header of a seekable stream of ``size`` bytes, reading no data.
+
+    Returns:
+        ``(good_bytes, problem)``: the length of the prefix made of whole records with
+        sound headers, and None if that is the whole stream, else what is wrong after it.
+    """
+    offset = 0
+    while offset < size:
+        stream.seek(offset)
+        header = stream.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return offset, f"truncated record header at offset {offset}"
+        length, length_crc = _HEADER.unpack(header)
+        if masked_crc32c(header[:8]) != length_crc:
+            return offset, f"corrupted length field at offset {offset} (header CRC mismatch)"
+        end = offset + _HEADER.size + length + _CRC.size
+        if length > max_record_bytes:
+            return (
+                offset,
+                f"record at offset {offset} claims {length} bytes, more than max_record_bytes",
+            )
+        if end > size:
+            return offset, f"truncated record data at offset {offset}"
+        offset = end
+    return offset, None

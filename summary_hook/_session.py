@@ -5,6 +5,7 @@ Not thread-safe: one session belongs to one training loop.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -23,6 +24,7 @@ from summary_hook._writer import flush_everything
 __all__ = ["MonitoredSession", "StepSession"]
 
 T = TypeVar("T")
+_NO_RESULTS = SessionRunValues(None)
 
 
 class StepSession:
@@ -32,29 +34,50 @@ class StepSession:
         global_step: The first step (0, or the step a resumed run restarts from), or
             a callable returning the current step (for example one that counts
             optimizer steps, so gradient accumulation gives one step per update).
+
+    Raises:
+        TypeError: If ``global_step`` is neither an int nor a callable.
+
+    Example:
+        >>> session = StepSession(10)
+        >>> session.advance()
+        >>> session.global_step
+        11
     """
 
-    __slots__ = ("_count", "_read")
+    __slots__ = ("global_step",)
+
+    def __new__(cls, global_step: int | Callable[[], int] = 0) -> StepSession:
+        if cls is StepSession and callable(global_step):
+            return object.__new__(_ReadStepSession)
+        return object.__new__(cls)
 
     def __init__(self, global_step: int | Callable[[], int] = 0) -> None:
-        if callable(global_step):
-            self._read: Callable[[], int] | None = global_step
-            self._count = 0
-        elif isinstance(global_step, int) and not isinstance(global_step, bool):
-            self._read = None
-            self._count = global_step
-        else:
+        if isinstance(global_step, bool) or not isinstance(global_step, int):
             raise TypeError(f"global_step must be an int or a callable, got {global_step!r}")
-
-    @property
-    def global_step(self) -> int:
-        """The current global step."""
-        return self._count if self._read is None else int(self._read())
+        #: The current global step (a plain attribute: hooks read it on every step).
+        self.global_step = global_step
 
     def advance(self) -> None:
-        """Count one step, unless the step is read from a callable."""
-        if self._read is None:
-            self._count += 1
+        """Count one step."""
+        self.global_step += 1
+
+
+class _ReadStepSession(StepSession):
+    """A session whose step is read from a callable; ``advance`` counts nothing."""
+
+    __slots__ = ("_read",)
+
+    def __init__(self, global_step: int | Callable[[], int] = 0) -> None:
+        assert callable(global_step)
+        self._read = global_step
+
+    @property
+    def global_step(self) -> int:  # type: ignore[override]
+        return int(self._read())
+
+    def advance(self) -> None:
+        pass
 
 
 class MonitoredSession:
@@ -95,8 +118,13 @@ class MonitoredSession:
             raise TypeError(f"scaffold must be a summary_hook.Scaffold, got {scaffold!r}")
         self.scaffold = scaffold or Scaffold()
         self._session = StepSession(global_step)
+        self._counting = not callable(global_step)
+        self._indexed_hooks = list(enumerate(self._hooks))
         self._should_stop = False
         self._closed = False
+        self._last_fn: Callable[..., Any] | None = None
+        self._last_args = SessionRunArgs(None)
+        self._context = SessionRunContext(self._last_args, self._session)
         for hook in self._hooks:
             hook.begin()
         self.scaffold.finalize()
@@ -126,18 +154,34 @@ class MonitoredSession:
         """
         if self._should_stop or self._closed:
             raise RuntimeError("Run called even after should_stop requested.")
-        context = SessionRunContext(SessionRunArgs(fn), self._session)
-        requests: dict[int, Any] = {}
-        for index, hook in enumerate(self._hooks):
+        if fn is not self._last_fn:  # the step function rarely changes: reuse its args
+            self._last_fn, self._last_args = fn, SessionRunArgs(fn)
+        context = self._context
+        if sys.getrefcount(context) > 3 or context._original_args is not self._last_args:
+            # A hook kept the last context, or the step changed: a fresh one, as usual.
+            context = self._context = SessionRunContext(self._last_args, self._session)
+        else:  # nobody else holds it (this attribute, a local, getrefcount's argument)
+            context._stop_requested = False
+        requests: dict[int, Any] | None = None
+        for index, hook in self._indexed_hooks:
             request = hook.before_run(context)
             if request is not None and (fetches := _fetches_of(hook, request)) is not None:
+                if requests is None:
+                    requests = {}
                 requests[index] = fetches
         output = fn(*args, **kwargs)
-        self._session.advance()
-        results = evaluate(requests, output) if requests else requests
-        for index, hook in enumerate(self._hooks):
-            hook.after_run(context, SessionRunValues(results.get(index)))
-        self._should_stop = self._should_stop or context.stop_requested
+        if self._counting:
+            self._session.global_step += 1
+        if requests is None:
+            for hook in self._hooks:
+                hook.after_run(context, _NO_RESULTS)
+        else:
+            results = evaluate(requests, output)
+            for index, hook in self._indexed_hooks:
+                values = SessionRunValues(results[index]) if index in results else _NO_RESULTS
+                hook.after_run(context, values)
+        if context._stop_requested:
+            self._should_stop = True
         return output
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from summary_hook._hooks import (
 from summary_hook._ops import SummaryOp
 from summary_hook._scaffold import Scaffold
 from summary_hook._timer import SecondOrStepTimer
-from summary_hook._writer import SummaryWriterLike, as_summary_writer
+from summary_hook._writer import FileWriter, SummaryWriterLike, as_summary_writer
 from summary_hook._writer_cache import SummaryWriterCache
 
 __all__ = ["SummarySaverHook", "check_summary_source"]
@@ -125,14 +125,14 @@ class SummarySaverHook(SessionRunHook):
     def before_run(self, run_context: SessionRunContext) -> SessionRunArgs | None:
         """Ask for the summary ops when this step is due."""
         self._stale_step = run_context.session.global_step
-        if self._next_step is None and self._scaffold is not None:
+        next_step = self._next_step
+        if next_step is None and self._scaffold is not None:
             # A scaffold the session did not finalize (not the session's own) would give
             # no summary op, and TensorFlow would silently write none: resolve it now.
             self._scaffold.finalize()
-        self._request_summary = self._next_step is None or self._timer.should_trigger_for_step(
-            self._next_step
-        )
-        if self._request_summary:
+        request = next_step is None or self._timer.should_trigger_for_step(next_step)
+        self._request_summary = request
+        if request:
             summary_op = self._get_summary_op()
             if summary_op is not None:
                 return SessionRunArgs({"summary": summary_op})
@@ -143,17 +143,24 @@ class SummarySaverHook(SessionRunHook):
         writer = self._summary_writer
         if not writer:
             return
-        global_step = self._stale_step + 1
-        if self._next_step is None or self._request_summary:
-            global_step = run_context.session.global_step
-        if self._next_step is None:
+        next_step = self._next_step
+        if next_step is not None and not self._request_summary:
+            self._next_step = self._stale_step + 2  # the predicted step, plus one
+            return
+        global_step = run_context.session.global_step  # the real post-run step
+        if next_step is None:
             writer.add_session_log(SessionLog(status=SessionLog.START), global_step)
         if self._request_summary:
             self._timer.update_last_triggered_step(global_step)
             results = run_values.results
             if results is not None and "summary" in results:
+                add = (
+                    writer._add_summary_without_metadata
+                    if type(writer) is FileWriter
+                    else writer.add_summary
+                )
                 for summary in results["summary"]:
-                    writer.add_summary(summary, global_step)
+                    add(summary, global_step)
         self._next_step = global_step + 1
 
     def end(self, session: Session) -> None:

@@ -98,6 +98,11 @@ class FileWriter:
         self._strip_repeated_metadata(event.summary)
         self._add_event(event, global_step)
 
+    def _add_summary_without_metadata(self, summary: Summary, global_step: int) -> None:
+        # For summaries built by ``evaluate``, which never carry metadata: TensorFlow's
+        # first-occurrence rule cannot change them, so the per-value check is skipped.
+        self._add_event(Event(summary=summary), global_step)
+
     def add_session_log(self, session_log: SessionLog, global_step: int | None = None) -> None:
         """Write ``session_log`` (for example ``SessionLog(status=SessionLog.START)``).
 

@@ -2,24 +2,32 @@
 
 TensorBoard's reader is used rather than a parser of our own so that what comes back
 is what TensorBoard shows: the same purge of stale points after a restart, the same
-handling of a truncated last record. ``pandas`` and ``matplotlib`` come with the
-``plot`` extra and are imported only by the functions that need them.
+handling of a truncated last record. Files are checked first: a corrupted record
+header is reported and the file is read up to it, never past it. ``pandas`` and
+``matplotlib`` come with the ``plot`` extra and are imported only where needed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from summary_hook._records import scan_records
+
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["TagSummary", "format_table", "plot", "read_histograms", "read_scalars", "summarize"]
 
+#: Longest record read back (TensorBoard's reader allocates what a header claims).
+_MAX_RECORD_BYTES = 256 * 2**20
 _LOAD_EVERYTHING = {"scalars": 0, "histograms": 0, "tensors": 0, "images": 1, "audio": 1}
 
 
@@ -41,11 +49,54 @@ def _runs(logdir: str) -> Iterator[tuple[str, EventAccumulator]]:
     if not os.path.isdir(logdir):
         raise FileNotFoundError(f"logdir {logdir!r} is not a directory")
     for directory, _, files in sorted(os.walk(logdir)):
-        if any("tfevents" in name for name in files):
-            accumulator = EventAccumulator(directory, size_guidance=_LOAD_EVERYTHING)
-            accumulator.Reload()
-            run = os.path.relpath(directory, logdir)
-            yield run, accumulator
+        names = sorted(name for name in files if "tfevents" in name)
+        if names:
+            with _sound_copy(directory, names) as readable:
+                accumulator = EventAccumulator(readable, size_guidance=_LOAD_EVERYTHING)
+                accumulator.Reload()
+            yield os.path.relpath(directory, logdir), accumulator
+
+
+@contextlib.contextmanager
+def _sound_copy(directory: str, names: list[str]) -> Iterator[str]:
+    """``directory`` itself, or a temporary copy whose damaged files are cut before the damage.
+
+    Every record header is checked first, so a corrupted or hostile length field never
+    reaches TensorBoard's reader, which would try to allocate what it claims. Each damaged
+    file is reported with a ``RuntimeWarning``; the records before the damage are kept.
+    """
+    damaged = {}
+    for name in names:
+        path = os.path.join(directory, name)
+        with open(path, "rb") as file:
+            good, problem = scan_records(
+                file, os.fstat(file.fileno()).st_size, max_record_bytes=_MAX_RECORD_BYTES
+            )
+        if problem is not None and not _is_truncated_tail(problem):
+            warnings.warn(
+                f"{path}: {problem}; reading the {good} bytes before it",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            damaged[name] = good
+    if not damaged:
+        # Sound, or only a partly written last record (its length checked above), which
+        # TensorBoard's reader skips.
+        yield directory
+        return
+    with tempfile.TemporaryDirectory(prefix="summary_hook_read_") as copy:
+        for name in names:
+            source = os.path.join(directory, name)
+            if name in damaged:
+                with open(source, "rb") as file, open(os.path.join(copy, name), "wb") as out:
+                    out.write(file.read(damaged[name]))
+            else:
+                os.symlink(os.path.abspath(source), os.path.join(copy, name))
+        yield copy
+
+
+def _is_truncated_tail(problem: str) -> bool:
+    return problem.startswith("truncated record")
 
 
 def _require_pandas() -> Any:

@@ -182,3 +182,47 @@ def test_hand_driven_hook_without_session(tmp_path):
         hook.after_run(context, sh.SessionRunValues(results))
     hook.end(session)
     assert summaries_by_step(str(tmp_path)) == {1: {"loss": 3.0}, 3: {"loss": 1.0}}
+
+
+def test_each_run_gets_its_own_context_when_a_hook_keeps_one():
+    class Keeper(sh.SessionRunHook):
+        def __init__(self):
+            self.contexts = []
+
+        def before_run(self, run_context):
+            self.contexts.append(run_context)
+            assert not run_context.stop_requested
+
+        def after_run(self, run_context, run_values):
+            if len(self.contexts) == 1:
+                run_context.request_stop()
+
+    keeper = Keeper()
+    with sh.MonitoredSession(hooks=[keeper]) as sess:
+        sess.run(lambda: None)
+        sess._should_stop = False  # keep going to see a second context
+        sess.run(lambda: None)
+    first, second = keeper.contexts
+    assert first is not second
+    assert first.stop_requested and not second.stop_requested
+
+
+def test_stop_requested_does_not_leak_into_the_next_run():
+    class StopOnce(sh.SessionRunHook):
+        def __init__(self):
+            self.seen = []
+
+        def before_run(self, run_context):
+            self.seen.append(run_context.stop_requested)
+
+        def after_run(self, run_context, run_values):
+            if len(self.seen) == 1:
+                run_context.request_stop()
+
+    hook = StopOnce()
+    with sh.MonitoredSession(hooks=[hook]) as sess:
+        sess.run(lambda: None)
+        assert sess.should_stop()
+        sess._should_stop = False
+        sess.run(lambda: None)
+    assert hook.seen == [False, False]

@@ -1,0 +1,30 @@
+"""The benchmark suite runs (quick mode), so it cannot rot. It asserts no timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_benchmark_quick_mode_runs_and_reports_every_measurement(tmp_path):
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [r["id"] for r in report["results"]] == [f"P{i}" for i in range(1, 9)]
+    by_id = {r["id"]: r for r in report["results"]}
+    # Facts, not timings: laziness, one transfer, complete files, lazy Lightning.
+    assert by_id["P3"]["details"]["summary_calls"] == 0
+    assert by_id["P3"]["details"]["host_transfers"] == 0
+    assert set(by_id["P4"]["details"]["transfers_by_scalar_count"].values()) == {1}
+    assert by_id["P6"]["details"]["records_read_back"] == by_id["P6"]["details"]["expected"]
+    assert by_id["P2"]["details"]["same_bucket_counts"]
+    assert not by_id["P8"]["details"]["imports_lightning"]
+    assert "| P1 |" in result.stdout
