@@ -24,6 +24,7 @@ from summary_hook._ops import Leaf, SummaryOp
 __all__ = ["SummaryEvaluationError", "evaluate", "summary_ops_in"]
 
 _HOST = torch.device("cpu")
+_HOST_FLOATS = (torch.float32, torch.float64)
 
 
 class SummaryEvaluationError(RuntimeError):
@@ -168,7 +169,7 @@ class _DeviceBatch:
     """What one device sends to the host: stacked scalars, then histogram results."""
 
     def __init__(self) -> None:
-        self.scalars: torch.Tensor | None = None  # float64
+        self.scalars: torch.Tensor | None = None  # 1-D, any real dtype
         self.scalar_numbers: list[int] = []  # where each stacked scalar goes in ``numbers``
         self.histograms: list[tuple[int, int, torch.Tensor]] = []  # (number, numel, result)
 
@@ -178,21 +179,25 @@ class _DeviceBatch:
         parts.extend(result for _, _, result in self.histograms)
         flat = parts[0] if len(parts) == 1 else torch.cat(parts)
         # The one device-to-host copy of this step (a copy on the CPU too, so it is one
-        # visible, countable transfer everywhere).
-        array = flat.to(_HOST, copy=True).numpy()
+        # visible, countable transfer everywhere). Dtype conversions happen after it.
+        host = flat.to(_HOST, copy=True)
+        if host.dtype not in _HOST_FLOATS:
+            host = host.to(torch.float64)
         count = len(self.scalar_numbers)
         if count:
-            values = array[:count].tolist()
+            values = (host if not self.histograms else host[:count]).tolist()
             if self.scalar_numbers[0] == 0 and self.scalar_numbers[-1] == count - 1:
                 numbers[:count] = values  # the common case: every scalar came from here
             else:
                 for index, number in zip(self.scalar_numbers, values, strict=True):
                     numbers[index] = number
-        offset = count
-        for index, numel, result in self.histograms:
-            size = result.numel()
-            numbers[index] = histogram_proto(array[offset : offset + size], numel)
-            offset += size
+        if self.histograms:
+            array = host.numpy()
+            offset = count
+            for index, numel, result in self.histograms:
+                size = result.numel()
+                numbers[index] = histogram_proto(array[offset : offset + size], numel)
+                offset += size
 
 
 def _to_host(plan: _Plan, raw: list[Any]) -> list[Any]:
@@ -234,7 +239,9 @@ def _stack_scalars(
         and not stacked.dtype.is_complex
         and not stacked.is_meta
     ):
-        return [(stacked.device, stacked.reshape(-1).to(torch.float64), list(range(len(values))))]
+        if stacked.dim() != 1:
+            stacked = stacked.reshape(-1)
+        return [(stacked.device, stacked, list(range(len(values))))]
     groups: dict[torch.device, tuple[list[torch.Tensor], list[int]]] = {}
     for index, (slot, value) in enumerate(zip(plan.scalar_slots, values, strict=True)):
         checked = _scalar_value(plan.leaves[slot].tag, value)  # raises the precise error
@@ -244,10 +251,7 @@ def _stack_scalars(
             group = groups.setdefault(checked.device, ([], []))
             group[0].append(checked.reshape(1))
             group[1].append(index)
-    return [
-        (device, torch.cat(parts).to(torch.float64), indices)
-        for device, (parts, indices) in groups.items()
-    ]
+    return [(device, torch.cat(parts), indices) for device, (parts, indices) in groups.items()]
 
 
 def _number(tag: str, value: Any) -> float:

@@ -99,6 +99,7 @@ class EventFileWriter:
         self._lock = threading.Lock()
         self._closed = False
         self._error: BaseException | None = None
+        self._reported = False  # whether _error has reached a caller
         self._pid = os.getpid()
         self._thread = threading.Thread(
             target=self._work,
@@ -147,7 +148,7 @@ class EventFileWriter:
         """Write everything queued, close the file and stop the worker. Safe to call twice.
 
         Raises:
-            WriterError: If the worker failed (raised by the first close only).
+            WriterError: If the worker failed and no earlier call has said so.
         """
         if os.getpid() != self._pid:
             return
@@ -158,7 +159,8 @@ class EventFileWriter:
             self._put(_CLOSE)
         self._thread.join()
         _live_writers.discard(self)
-        self._raise_if_failed()
+        if not self._reported:
+            self._raise_if_failed()
 
     @property
     def closed(self) -> bool:
@@ -183,6 +185,7 @@ class EventFileWriter:
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
+            self._reported = True
             raise WriterError(f"writing event file {self.path!r} failed: {self._error!r}") from (
                 self._error
             )
@@ -266,8 +269,8 @@ def flush_all_writers() -> None:
     """
     first: BaseException | None = None
     for writer in list(_live_writers):
-        if writer._pid != os.getpid() or writer.closed:
-            continue
+        if writer._pid != os.getpid() or writer.closed or writer._reported:
+            continue  # not ours, closed, or its failure already reached a caller
         try:
             writer.flush()
         except BaseException as error:
@@ -281,7 +284,7 @@ def _close_all_at_exit() -> None:
         if writer._pid == os.getpid():
             try:
                 writer.close()
-            except Exception as error:  # the interpreter is exiting: report, do not raise
+            except Exception as error:  # never reported to a caller: say it now
                 print(f"summary_hook: {error}", file=sys.stderr)
 
 

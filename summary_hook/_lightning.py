@@ -23,7 +23,6 @@ optimization every batch is a run and ``global_step`` counts every
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -37,7 +36,7 @@ from summary_hook._ops import SummaryOp
 from summary_hook._scaffold import Scaffold
 from summary_hook._summary_saver import SummarySaverHook, check_summary_source
 from summary_hook._timer import SecondOrStepTimer
-from summary_hook._writer import SummaryWriterLike, as_summary_writer, flush_everything
+from summary_hook._writer import SummaryWriterLike, as_summary_writer, flush_after_failure
 
 __all__ = ["HookCallback", "SummarySaver"]
 
@@ -153,14 +152,7 @@ class HookCallback(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
         # Lightning skips on_train_end here, as TensorFlow skips end(); keep the data anyway.
-        try:
-            flush_everything()
-        except Exception as error:
-            warnings.warn(
-                f"flushing summaries after {type(exception).__name__} failed: {error!r}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        flush_after_failure(exception)
 
     def _require_session(self) -> _TrainerSession:
         if self._session is None:

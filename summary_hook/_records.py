@@ -124,28 +124,32 @@ def iter_records(stream: BinaryIO, *, max_record_bytes: int = MAX_RECORD_BYTES) 
 def scan_records(
     stream: BinaryIO, size: int, *, max_record_bytes: int = MAX_RECORD_BYTES
 ) -> tuple[int, str | None]:
-    """Check every record header of a seekable stream of ``size`` bytes, reading no data.
+    """Check every record of a stream of ``size`` bytes: headers, lengths and CRCs.
+
+    A length is checked against its CRC, ``max_record_bytes`` and ``size`` before any
+    data is read, so nothing larger than one sound record is ever held in memory.
 
     Returns:
-        ``(good_bytes, problem)``: the length of the prefix made of whole records with
-        sound headers, and None if that is the whole stream, else what is wrong after it.
+        ``(good_bytes, problem)``: the length of the prefix made of whole, sound records,
+        and None if that is the whole stream, else what is wrong right after it.
     """
     offset = 0
     while offset < size:
-        stream.seek(offset)
         header = stream.read(_HEADER.size)
         if len(header) < _HEADER.size:
             return offset, f"truncated record header at offset {offset}"
         length, length_crc = _HEADER.unpack(header)
         if masked_crc32c(header[:8]) != length_crc:
             return offset, f"corrupted length field at offset {offset} (header CRC mismatch)"
-        end = offset + _HEADER.size + length + _CRC.size
         if length > max_record_bytes:
             return (
                 offset,
                 f"record at offset {offset} claims {length} bytes, more than max_record_bytes",
             )
-        if end > size:
+        if offset + _HEADER.size + length + _CRC.size > size:
             return offset, f"truncated record data at offset {offset}"
-        offset = end
+        body = stream.read(length + _CRC.size)
+        if masked_crc32c(body[:length]) != _CRC.unpack(body[length:])[0]:
+            return offset, f"corrupted record data at offset {offset} (data CRC mismatch)"
+        offset += _HEADER.size + len(body)
     return offset, None

@@ -6,7 +6,6 @@ Not thread-safe: one session belongs to one training loop.
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -19,7 +18,7 @@ from summary_hook._hooks import (
     SessionRunValues,
 )
 from summary_hook._scaffold import Scaffold
-from summary_hook._writer import flush_everything
+from summary_hook._writer import flush_after_failure
 
 __all__ = ["MonitoredSession", "StepSession"]
 
@@ -205,14 +204,7 @@ class MonitoredSession:
             self.close()
             return exc_type is not None
         self._closed = True  # TensorFlow skips end() here; the data is kept all the same
-        try:
-            flush_everything()
-        except Exception as error:
-            warnings.warn(
-                f"flushing summaries after {exc_type.__name__} failed: {error!r}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        flush_after_failure(exc if exc is not None else exc_type())
         return False
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import warnings
 import weakref
 from typing import Any, Protocol, runtime_checkable
 
@@ -18,7 +19,13 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 
 from summary_hook._event_file import EventFileWriter, flush_all_writers
 
-__all__ = ["FileWriter", "SummaryWriterLike", "as_summary_writer", "flush_everything"]
+__all__ = [
+    "FileWriter",
+    "SummaryWriterLike",
+    "as_summary_writer",
+    "flush_after_failure",
+    "flush_everything",
+]
 
 
 @runtime_checkable
@@ -246,3 +253,22 @@ def flush_everything() -> None:
             first = first or error
     if first is not None:
         raise first
+
+
+def flush_after_failure(failure: BaseException) -> None:
+    """Flush every writer while ``failure`` propagates; warn if that fails too.
+
+    A writer error that is ``failure`` itself, or has the same cause, is not repeated.
+    """
+    try:
+        flush_everything()
+    except Exception as error:
+        if error is failure or (
+            error.__cause__ is not None and error.__cause__ is failure.__cause__
+        ):
+            return
+        warnings.warn(
+            f"flushing summaries after {type(failure).__name__} failed: {error!r}",
+            RuntimeWarning,
+            stacklevel=3,
+        )

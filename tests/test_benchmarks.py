@@ -25,6 +25,8 @@ def test_benchmark_quick_mode_runs_and_reports_every_measurement(tmp_path):
     assert by_id["P3"]["details"]["host_transfers"] == 0
     assert set(by_id["P4"]["details"]["transfers_by_scalar_count"].values()) == {1}
     assert by_id["P6"]["details"]["records_read_back"] == by_id["P6"]["details"]["expected"]
+    hook_run = by_id["P6"]["details"]["through_the_hook"]
+    assert hook_run["records_read_back"] == hook_run["expected"]
     assert by_id["P2"]["details"]["same_bucket_counts"]
     assert not by_id["P8"]["details"]["imports_lightning"]
     assert "| P1 |" in result.stdout

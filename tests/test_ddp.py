@@ -13,7 +13,7 @@ from tests.conftest import accumulator, event_files
 SCRIPT = os.path.join(os.path.dirname(__file__), "ddp_script.py")
 
 
-def run_ddp(output_dir: str, mode: str) -> None:
+def run_ddp(output_dir: str, mode: str, expect_success: bool = True) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(
         [sys.executable, SCRIPT, output_dir, mode],
@@ -23,6 +23,10 @@ def run_ddp(output_dir: str, mode: str) -> None:
         env=env,
         cwd=os.path.dirname(SCRIPT),
     )
+    if not expect_success:
+        assert result.returncode != 0, result.stderr[-3000:]
+        assert "fails at step 5" in result.stderr, result.stderr[-3000:]
+        return
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert os.path.exists(os.path.join(output_dir, "done0.pt"))
     assert os.path.exists(os.path.join(output_dir, "done1.pt"))
@@ -53,3 +57,11 @@ def test_save_secs_decision_is_rank_zeros_and_never_hangs(tmp_path):
     assert len(event_files(str(tmp_path))) == 1
     steps = [e.step for e in accumulator(str(tmp_path)).Scalars("loss/mean")]
     assert steps[0] == 1 and steps == sorted(set(steps))
+
+
+@pytest.mark.parametrize("failing_rank", [0, 1])
+def test_a_rank_that_raises_leaves_rank_zeros_summaries_on_disk(tmp_path, failing_rank):
+    run_ddp(str(tmp_path), f"raise{failing_rank}", expect_success=False)
+    assert len(event_files(str(tmp_path))) == 1  # rank one never created a file
+    steps = [e.step for e in accumulator(str(tmp_path)).Scalars("loss/mean")]
+    assert steps == [1, 2, 3, 4, 5]  # everything before the failure, flushed

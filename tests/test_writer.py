@@ -156,7 +156,14 @@ def test_failing_file_surfaces_its_error_in_the_caller(tmp_path):
     with pytest.raises(sh.WriterError):
         for step in range(100):
             writer.add_summary(scalar_summary("x", 1.0), step)
-    with pytest.raises(sh.WriterError):
+    writer.close()  # the failure has been reported: closing is quiet
+
+
+def test_close_raises_a_failure_no_call_has_reported(tmp_path):
+    writer = sh.FileWriter(str(tmp_path))
+    writer._events._file = FailingFile(writer._events._file)
+    writer.add_summary(scalar_summary("x", 1.0), 1)
+    with pytest.raises(sh.WriterError, match="No space left on device"):
         writer.close()
 
 
