@@ -128,7 +128,8 @@ def evaluate(fetches: Any, output: Any = None) -> Any:
             device, naming the tag.
 
     Example:
-        >>> op = scalar("loss", lambda out: out, collections=[])
+        >>> import summary_hook as sh
+        >>> op = sh.scalar("loss", lambda out: out, collections=[])
         >>> evaluate({"summary": [op]}, 0.5)["summary"][0].value[0].simple_value
         0.5
     """
@@ -224,9 +225,10 @@ def _to_host(plan: _Plan, raw: list[Any]) -> list[Any]:
 def _stack_scalars(
     plan: _Plan, raw: list[Any], numbers: list[Any]
 ) -> list[tuple[torch.device, torch.Tensor, list[int]]]:
-    """Stack the scalar tensors per device as float64, without reading any value.
+    """Stack the scalar tensors per device into 1-D tensors, without reading any value.
 
-    Python and numpy numbers go straight into ``numbers``.
+    Python and numpy numbers go straight into ``numbers``. Dtypes are left as they are;
+    conversion to float happens on the host, after the one copy.
     """
     values = [raw[slot] for slot in plan.scalar_slots]
     try:

@@ -116,8 +116,15 @@ def read_scalars(logdir: str | os.PathLike[str]) -> pd.DataFrame:
         FileNotFoundError: If ``logdir`` is not a directory.
 
     Example:
-        >>> df = read_scalars("runs/demo")  # doctest: +SKIP
-        >>> df[df.tag == "train/loss"].plot(x="step", y="value")  # doctest: +SKIP
+        >>> import tempfile, summary_hook as sh
+        >>> logdir = tempfile.mkdtemp()
+        >>> loss = sh.scalar("loss", lambda: 0.5, collections=[])
+        >>> hook = sh.SummarySaverHook(save_steps=1, output_dir=logdir, summary_op=loss)
+        >>> with sh.MonitoredSession(hooks=[hook]) as sess:
+        ...     sess.run(lambda: None)
+        >>> sh.SummaryWriterCache.get(logdir).flush()
+        >>> read_scalars(logdir)[["tag", "step", "value"]].values.tolist()
+        [['loss', 1, 0.5]]
     """
     pd = _require_pandas()
     rows = [

@@ -22,6 +22,14 @@ HISTOGRAMS = {
 }
 
 
+def plain_demo(out: str, *args: str) -> None:
+    """A quiet plain-loop demo into ``out`` (no plot, no progress bar)."""
+    result = summary_hook(
+        "demo", "--loop", "plain", "--output-dir", out, "--no-progress", "--no-plot", *args
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def summary_hook(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "summary_hook", *args],
@@ -85,20 +93,7 @@ def test_demo_rejects_both_schedules():
 
 def test_show_prints_table_and_plots(tmp_path):
     out = str(tmp_path / "demo")
-    assert (
-        summary_hook(
-            "demo",
-            "--loop",
-            "plain",
-            "--steps",
-            "10",
-            "--output-dir",
-            out,
-            "--no-progress",
-            "--no-plot",
-        ).returncode
-        == 0
-    )
+    plain_demo(out, "--steps", "10")
     png = str(tmp_path / "curves.png")
     result = summary_hook("show", out, "--plot", png)
     assert result.returncode == 0, result.stderr
@@ -114,22 +109,7 @@ def test_show_names_a_missing_directory(tmp_path):
 
 def test_readback_frames_match_tensorboard(tmp_path):
     out = str(tmp_path / "demo")
-    assert (
-        summary_hook(
-            "demo",
-            "--loop",
-            "plain",
-            "--steps",
-            "12",
-            "--save-steps",
-            "4",
-            "--output-dir",
-            out,
-            "--no-progress",
-            "--no-plot",
-        ).returncode
-        == 0
-    )
+    plain_demo(out, "--steps", "12", "--save-steps", "4")
     scalars = readback.read_scalars(out)
     acc = accumulator(out)
     loss = scalars[scalars.tag == "train/loss"]

@@ -171,17 +171,6 @@ def test_end_flushes_but_does_not_close_the_shared_writer(tmp_path):
     writer.flush()
 
 
-def test_explicit_summary_writer_is_used(tmp_path):
-    writer = sh.FileWriter(str(tmp_path))
-    hook = sh.SummarySaverHook(
-        save_steps=1, summary_writer=writer, summary_op=sh.scalar("x", lambda: 3.0)
-    )
-    with sh.MonitoredSession(hooks=[hook]) as sess:
-        sess.run(lambda: None)
-    writer.close()
-    assert summaries_by_step(str(tmp_path)) == {1: {"x": 3.0}}
-
-
 def test_stuck_global_step_never_triggers_again_with_save_steps(tmp_path):
     # TensorFlow's edge case: the predicted step stays at s + 2 < last + save_steps.
     counter = Counter()

@@ -193,23 +193,25 @@ def test_cache_get_from_many_threads_creates_one_writer(tmp_path):
     assert len(event_files(str(tmp_path))) == 1
 
 
-def test_hook_writes_through_torch_summary_writer(tmp_path):
+def file_writer(logdir):
+    return sh.FileWriter(logdir)
+
+
+def torch_writer(logdir):
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(tmp_path))
-    hook = sh.SummarySaverHook(
-        save_steps=1, summary_writer=writer, summary_op=sh.scalar("x", lambda: 2.0)
-    )
-    with sh.MonitoredSession(hooks=[hook]) as sess:
-        sess.run(lambda: None)
-    writer.close()
-    assert summaries_by_step(str(tmp_path)) == {1: {"x": 2.0}}
+    return SummaryWriter(logdir)
 
 
-def test_hook_writes_through_tensorboardx_summary_writer(tmp_path):
+def tensorboardx_writer(logdir):
     from tensorboardX import SummaryWriter
 
-    writer = SummaryWriter(str(tmp_path))
+    return SummaryWriter(logdir)
+
+
+@pytest.mark.parametrize("make_writer", [file_writer, torch_writer, tensorboardx_writer])
+def test_hook_writes_through_any_supported_writer(tmp_path, make_writer):
+    writer = make_writer(str(tmp_path))
     hook = sh.SummarySaverHook(
         save_steps=1, summary_writer=writer, summary_op=sh.scalar("x", lambda: 3.0)
     )
