@@ -582,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         p2_histogram(repeats, size=100_000 if quick else 1_000_000, device=args.device),
         p3_non_due(repeats, steps=2_000 if quick else 100_000),
         p4_transfers(args.device),
-        p5_lightning(1 if quick else 5, steps=20 if quick else 400),
+        p5_lightning(1 if quick else 5, steps=20 if quick else 1000),
         p6_many_events(5_000 if quick else 1_000_000),
         p7_large_payload(3 if quick else 7),
         p8_import(2 if quick else 5),

@@ -30,10 +30,10 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import TensorBoardLogger
 from typing_extensions import override
 
-from summary_hook._evaluate import evaluate
-from summary_hook._hooks import SessionRunArgs, SessionRunContext, SessionRunHook, SessionRunValues
+from summary_hook._hooks import SessionRunArgs, SessionRunContext, SessionRunHook
 from summary_hook._ops import SummaryOp
 from summary_hook._scaffold import Scaffold
+from summary_hook._session import call_after_run, call_before_run
 from summary_hook._summary_saver import SummarySaverHook, check_summary_source
 from summary_hook._timer import SecondOrStepTimer
 from summary_hook._writer import SummaryWriterLike, as_summary_writer, flush_after_failure
@@ -81,14 +81,12 @@ class HookCallback(pl.Callback):
     def __init__(
         self, hooks: Iterable[SessionRunHook], *, scaffold: Scaffold | None = None
     ) -> None:
-        self._hooks = list(hooks)
-        for hook in self._hooks:
-            if not isinstance(hook, SessionRunHook):
-                raise TypeError(f"hooks must be SessionRunHook instances, got {hook!r}")
+        self._set_hooks(list(hooks))
         self._scaffold = scaffold or Scaffold()
         self._session: _TrainerSession | None = None
+        self._run_args = SessionRunArgs(None)
         self._context: SessionRunContext | None = None
-        self._requests: dict[int, Any] = {}
+        self._requests: dict[int, Any] | None = None
 
     @property
     def hooks(self) -> list[SessionRunHook]:
@@ -98,6 +96,7 @@ class HookCallback(pl.Callback):
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._session = _TrainerSession(trainer)
+        self._run_args = SessionRunArgs(pl_module.training_step)
         for hook in self._hooks:
             hook.begin()
         self._scaffold.finalize()
@@ -114,14 +113,8 @@ class HookCallback(pl.Callback):
         self._context = None
         if not _ends_in_optimizer_step(trainer, pl_module, batch_idx):
             return
-        context = SessionRunContext(
-            SessionRunArgs(pl_module.training_step), self._require_session()
-        )
-        self._requests = {}
-        for index, hook in enumerate(self._hooks):
-            request = hook.before_run(context)
-            if request is not None and request.fetches is not None:
-                self._requests[index] = request.fetches
+        context = SessionRunContext(self._run_args, self._require_session())
+        self._requests = call_before_run(self._indexed_hooks, context)
         self._context = context
 
     @override
@@ -136,9 +129,7 @@ class HookCallback(pl.Callback):
         context, self._context = self._context, None
         if context is None:
             return
-        results = evaluate(self._requests, outputs) if self._requests else {}
-        for index, hook in enumerate(self._hooks):
-            hook.after_run(context, SessionRunValues(results.get(index)))
+        call_after_run(self._indexed_hooks, context, self._requests, outputs)
         if context.stop_requested:
             trainer.should_stop = True
 
@@ -153,6 +144,13 @@ class HookCallback(pl.Callback):
     ) -> None:
         # Lightning skips on_train_end here, as TensorFlow skips end(); keep the data anyway.
         flush_after_failure(exception)
+
+    def _set_hooks(self, hooks: list[SessionRunHook]) -> None:
+        for hook in hooks:
+            if not isinstance(hook, SessionRunHook):
+                raise TypeError(f"hooks must be SessionRunHook instances, got {hook!r}")
+        self._hooks = hooks
+        self._indexed_hooks = list(enumerate(hooks))
 
     def _require_session(self) -> _TrainerSession:
         if self._session is None:
@@ -239,16 +237,18 @@ class SummarySaver(HookCallback):
         self._summary_op = summary_op
         self._given_scaffold = scaffold
         super().__init__([], scaffold=scaffold)
+        self._state_key = self._generate_state_key(
+            save_steps=save_steps,
+            save_secs=save_secs,
+            output_dir=None if output_dir is None else os.fspath(output_dir),
+            summary_op=None if summary_op is None else repr(summary_op),
+        )
 
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(
-            save_steps=self._save_steps,
-            save_secs=self._save_secs,
-            output_dir=None if self._output_dir is None else os.fspath(self._output_dir),
-            summary_op=None if self._summary_op is None else repr(self._summary_op),
-        )
+        # Fixed at construction: Lightning reads it around every hook call.
+        return self._state_key
 
     @property
     def output_dir(self) -> str | None:
@@ -278,7 +278,7 @@ class SummarySaver(HookCallback):
         )
         if self._save_secs is not None and trainer.world_size > 1:
             hook._timer = _BroadcastTimer(self._save_secs, trainer.strategy)
-        self._hooks = [hook]
+        self._set_hooks([hook])
 
 
 def _default_output_dir(trainer: pl.Trainer) -> str:

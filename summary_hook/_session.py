@@ -20,7 +20,7 @@ from summary_hook._hooks import (
 from summary_hook._scaffold import Scaffold
 from summary_hook._writer import flush_after_failure
 
-__all__ = ["MonitoredSession", "StepSession"]
+__all__ = ["MonitoredSession", "StepSession", "call_after_run", "call_before_run"]
 
 T = TypeVar("T")
 _NO_RESULTS = SessionRunValues(None)
@@ -161,24 +161,15 @@ class MonitoredSession:
             context = self._context = SessionRunContext(self._last_args, self._session)
         else:  # nobody else holds it (this attribute, a local, getrefcount's argument)
             context._stop_requested = False
-        requests: dict[int, Any] | None = None
-        for index, hook in self._indexed_hooks:
-            request = hook.before_run(context)
-            if request is not None and (fetches := _fetches_of(hook, request)) is not None:
-                if requests is None:
-                    requests = {}
-                requests[index] = fetches
+        requests = call_before_run(self._indexed_hooks, context)
         output = fn(*args, **kwargs)
         if self._counting:
             self._session.global_step += 1
-        if requests is None:
+        if requests is None:  # the common, non-due step: skip a call on the hot path
             for hook in self._hooks:
                 hook.after_run(context, _NO_RESULTS)
         else:
-            results = evaluate(requests, output)
-            for index, hook in self._indexed_hooks:
-                values = SessionRunValues(results[index]) if index in results else _NO_RESULTS
-                hook.after_run(context, values)
+            call_after_run(self._indexed_hooks, context, requests, output)
         if context._stop_requested:
             self._should_stop = True
         return output
@@ -206,6 +197,46 @@ class MonitoredSession:
         self._closed = True  # TensorFlow skips end() here; the data is kept all the same
         flush_after_failure(exc if exc is not None else exc_type())
         return False
+
+
+def call_before_run(
+    indexed_hooks: list[tuple[int, SessionRunHook]], context: SessionRunContext
+) -> dict[int, Any] | None:
+    """Call every hook's ``before_run`` in order; return their fetches by position, or None.
+
+    Shared by every front end, so a hook sees the same protocol everywhere.
+
+    Raises:
+        TypeError: If a ``before_run`` returns something other than ``SessionRunArgs`` or None.
+        ValueError: If a hook asks for ``feed_dict`` or ``options``.
+    """
+    requests: dict[int, Any] | None = None
+    for index, hook in indexed_hooks:
+        request = hook.before_run(context)
+        if request is not None and (fetches := _fetches_of(hook, request)) is not None:
+            if requests is None:
+                requests = {}
+            requests[index] = fetches
+    return requests
+
+
+def call_after_run(
+    indexed_hooks: list[tuple[int, SessionRunHook]],
+    context: SessionRunContext,
+    requests: dict[int, Any] | None,
+    output: Any,
+) -> None:
+    """Evaluate the requested fetches with the step's ``output`` (one host transfer), then
+    call every hook's ``after_run`` in order; hooks that asked for nothing get None."""
+    if requests is None:
+        for _, hook in indexed_hooks:
+            hook.after_run(context, _NO_RESULTS)
+        return
+    results = evaluate(requests, output)
+    for index, hook in indexed_hooks:
+        hook.after_run(
+            context, SessionRunValues(results[index]) if index in results else _NO_RESULTS
+        )
 
 
 def _fetches_of(hook: SessionRunHook, request: object) -> Any:

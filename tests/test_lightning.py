@@ -350,3 +350,13 @@ def test_manual_optimization_with_two_optimizers_counts_every_step(tmp_path):
     trainer = make_trainer(str(tmp_path), max_steps=6, callbacks=[saver])
     trainer.fit(TwoOptimizers(), make_loader())
     assert sorted(summaries_by_step(str(tmp_path))) == [2, 4, 6]
+
+
+def test_hook_protocol_errors_are_the_same_under_lightning(tmp_path):
+    class Bad(sh.SessionRunHook):
+        def before_run(self, run_context):
+            return {"summary": 1}
+
+    trainer = make_trainer(str(tmp_path), max_steps=2, callbacks=[sh.HookCallback([Bad()])])
+    with pytest.raises(TypeError, match=r"Bad.before_run must return SessionRunArgs or None"):
+        trainer.fit(TinyModel(), make_loader())
