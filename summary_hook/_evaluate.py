@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import functools
 import numbers
-from collections.abc import Callable, Mapping
+import operator
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from summary_hook._histogram import device_histogram, histogram_proto
@@ -25,6 +28,22 @@ __all__ = ["SummaryEvaluationError", "evaluate", "summary_ops_in"]
 
 _HOST = torch.device("cpu")
 _HOST_FLOATS = (torch.float32, torch.float64)
+
+
+#: The ``Event`` around each ``Summary`` of the latest evaluation (in any thread), by the
+#: summary's id. The entry keeps the summary alive, so the id cannot name another object.
+_latest_events: dict[int, tuple[Summary, Event]] = {}
+
+
+def event_holding(summary: Summary) -> Event | None:
+    """The ``Event`` that the latest :func:`evaluate` built around ``summary``, or None.
+
+    Writing that event, rather than a new one holding a copy, saves copying every value.
+    A miss (an older evaluation, another thread's, a summary made elsewhere) is always
+    safe: the caller builds the event itself.
+    """
+    entry = _latest_events.get(id(summary))
+    return entry[1] if entry is not None and entry[0] is summary else None
 
 
 class SummaryEvaluationError(RuntimeError):
@@ -47,12 +66,21 @@ def summary_ops_in(fetches: Any) -> list[SummaryOp]:
 
 
 def _collect(fetches: Any, ops: list[SummaryOp]) -> None:
-    if isinstance(fetches, SummaryOp):
+    kind = type(fetches)  # exact types first: this walk runs on every due step
+    if kind is SummaryOp:
+        ops.append(fetches)
+    elif kind is dict:
+        for item in fetches.values():
+            _collect(item, ops)
+    elif kind is list or kind is tuple:
+        for item in fetches:
+            _collect(item, ops)
+    elif isinstance(fetches, SummaryOp):
         ops.append(fetches)
     elif isinstance(fetches, (list, tuple)):
         for item in fetches:
             _collect(item, ops)
-    elif isinstance(fetches, (dict, Mapping)):  # dict first: it is fast
+    elif isinstance(fetches, Mapping):
         for item in fetches.values():
             _collect(item, ops)
     elif fetches is not None:
@@ -63,13 +91,20 @@ def _collect(fetches: Any, ops: list[SummaryOp]) -> None:
 
 
 def _rebuild(fetches: Any, results: dict[int, Summary]) -> Any:
+    kind = type(fetches)
+    if kind is SummaryOp:
+        return results[id(fetches)]
+    if kind is dict:
+        return {key: _rebuild(item, results) for key, item in fetches.items()}
+    if kind is list:
+        return [_rebuild(item, results) for item in fetches]
     if isinstance(fetches, SummaryOp):
         return results[id(fetches)]
     if isinstance(fetches, list):
         return [_rebuild(item, results) for item in fetches]
     if isinstance(fetches, tuple):
         return tuple(_rebuild(item, results) for item in fetches)
-    if isinstance(fetches, (dict, Mapping)):
+    if isinstance(fetches, Mapping):
         return {key: _rebuild(item, results) for key, item in fetches.items()}
     return None
 
@@ -81,15 +116,31 @@ class _Plan:
     Leaves are deduplicated in order of first appearance. Their host values are kept in
     one list, ``numbers``: the scalars (in ``scalar_slots`` order), then the histograms
     (in ``histogram_slots`` order); ``op_numbers`` says where each op's values are.
+
+    Each op has a template ``Summary`` with its tags. An op of scalars only is filled
+    in place through ``template_values``, references to the template's values kept
+    alive so that filling creates no Python objects, and then copied out; ``lock``
+    keeps two threads from filling one template at once.
     """
 
     leaves: tuple[Leaf, ...]
-    calls: tuple[tuple[Callable[..., Any], bool], ...]
+    functions: tuple[Callable[..., Any], ...]
+    takes_output: tuple[bool, ...]
+    output_free: bool  # no function takes the step's output
     scalar_slots: tuple[int, ...]
     histogram_slots: tuple[int, ...]
     op_numbers: tuple[tuple[int, ...], ...]
-    op_only_scalars: tuple[bool, ...]
+    op_pick: tuple[Callable[[list[Any]], Sequence[Any]] | None, ...]
     templates: tuple[Summary, ...]
+    template_values: tuple[tuple[Any, ...], ...]
+    lock: threading.Lock
+
+
+def _picker(indices: tuple[int, ...]) -> Callable[[list[Any]], Sequence[Any]]:
+    """A fast way to take ``numbers[i] for i in indices``."""
+    if indices == tuple(range(indices[0], indices[0] + len(indices))):
+        return operator.itemgetter(slice(indices[0], indices[0] + len(indices)))
+    return operator.itemgetter(*indices)  # two or more indices: returns a tuple
 
 
 @functools.lru_cache(maxsize=256)
@@ -104,14 +155,23 @@ def _plan(ops: tuple[SummaryOp, ...]) -> _Plan:
     scalar_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "scalar"]
     histogram_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "histogram"]
     number_of = {slot: n for n, slot in enumerate(scalar_slots + histogram_slots)}
+    op_numbers = tuple(tuple(number_of[slot_of[id(leaf)]] for leaf in op.leaves) for op in ops)
+    templates = tuple(Summary(value=[Summary.Value(tag=tag) for tag in op.tags]) for op in ops)
     return _Plan(
         leaves=tuple(leaves),
-        calls=tuple((leaf.fn, leaf.takes_output) for leaf in leaves),
+        functions=tuple(leaf.fn for leaf in leaves),
+        takes_output=tuple(leaf.takes_output for leaf in leaves),
+        output_free=not any(leaf.takes_output for leaf in leaves),
         scalar_slots=tuple(scalar_slots),
         histogram_slots=tuple(histogram_slots),
-        op_numbers=tuple(tuple(number_of[slot_of[id(leaf)]] for leaf in op.leaves) for op in ops),
-        op_only_scalars=tuple(all(leaf.kind == "scalar" for leaf in op.leaves) for op in ops),
-        templates=tuple(Summary(value=[Summary.Value(tag=tag) for tag in op.tags]) for op in ops),
+        op_numbers=op_numbers,
+        op_pick=tuple(
+            _picker(numbers) if all(leaf.kind == "scalar" for leaf in op.leaves) else None
+            for op, numbers in zip(ops, op_numbers, strict=True)
+        ),
+        templates=templates,
+        template_values=tuple(tuple(template.value) for template in templates),
+        lock=threading.Lock(),
     )
 
 
@@ -139,23 +199,38 @@ def evaluate(fetches: Any, output: Any = None) -> Any:
     plan = _plan(ops)
     raw: list[Any] = []
     append = raw.append
-    with torch.no_grad():
-        try:
-            for fn, takes_output in plan.calls:
-                append(fn(output) if takes_output else fn())
-        except Exception as error:
-            raise SummaryEvaluationError(plan.leaves[len(raw)].tag, error) from error
-        numbers = _to_host(plan, raw)
-    results: dict[int, Summary] = {}
-    for op, indices, only_scalars, template in zip(
-        ops, plan.op_numbers, plan.op_only_scalars, plan.templates, strict=True
-    ):
-        summary = Summary()
-        summary.CopyFrom(template)
-        if only_scalars:
-            for value, index in zip(summary.value, indices, strict=True):
-                value.simple_value = numbers[index]
+    grad_was_enabled = torch.is_grad_enabled()
+    if grad_was_enabled:  # what torch.no_grad() does, without its two objects per step
+        torch._C._set_grad_enabled(False)
+    try:
+        if plan.output_free:
+            for fn in plan.functions:
+                append(fn())
         else:
+            for fn, takes_output in zip(plan.functions, plan.takes_output, strict=True):
+                append(fn(output) if takes_output else fn())
+    except Exception as error:
+        raise SummaryEvaluationError(plan.leaves[len(raw)].tag, error) from error
+    else:
+        numbers = _to_host(plan, raw)
+    finally:
+        if grad_was_enabled:
+            torch._C._set_grad_enabled(True)
+    global _latest_events
+    results: dict[int, Summary] = {}
+    events: dict[int, tuple[Summary, Event]] = {}
+    for op, indices, pick, template, values in zip(
+        ops, plan.op_numbers, plan.op_pick, plan.templates, plan.template_values, strict=True
+    ):
+        event = Event()
+        summary = event.summary  # built in place, so a writer need not copy it into an Event
+        if pick is not None:  # scalars only: fill the template in place, then copy it
+            with plan.lock:
+                for value, number in zip(values, pick(numbers), strict=True):
+                    value.simple_value = number
+                summary.CopyFrom(template)
+        else:
+            summary.CopyFrom(template)
             for value, index in zip(summary.value, indices, strict=True):
                 number = numbers[index]
                 if type(number) is float:
@@ -163,6 +238,8 @@ def evaluate(fetches: Any, output: Any = None) -> Any:
                 else:
                     value.histo.CopyFrom(number)
         results[id(op)] = summary
+        events[id(summary)] = (summary, event)
+    _latest_events = events
     return _rebuild(fetches, results)
 
 
@@ -179,11 +256,7 @@ class _DeviceBatch:
         parts = [] if self.scalars is None else [self.scalars]
         parts.extend(result for _, _, result in self.histograms)
         flat = parts[0] if len(parts) == 1 else torch.cat(parts)
-        # The one device-to-host copy of this step (a copy on the CPU too, so it is one
-        # visible, countable transfer everywhere). Dtype conversions happen after it.
-        host = flat.to(_HOST, copy=True)
-        if host.dtype not in _HOST_FLOATS:
-            host = host.to(torch.float64)
+        host = _copy_to_host(flat)
         count = len(self.scalar_numbers)
         if count:
             values = (host if not self.histograms else host[:count]).tolist()
@@ -203,14 +276,20 @@ class _DeviceBatch:
 
 def _to_host(plan: _Plan, raw: list[Any]) -> list[Any]:
     """The values of a due step on the host, in the plan's ``numbers`` order."""
-    scalar_count = len(plan.scalar_slots)
-    numbers: list[Any] = [None] * (scalar_count + len(plan.histogram_slots))
+    scalars = raw if not plan.histogram_slots else [raw[slot] for slot in plan.scalar_slots]
+    stacked = _stack_one_device(scalars) if scalars else None
+    if stacked is not None and not plan.histogram_slots:
+        return _copy_to_host(stacked).tolist()  # the common case: scalars of one device
+    numbers: list[Any] = [None] * len(raw)
     batches: dict[torch.device, _DeviceBatch] = {}
-    if scalar_count:
-        for device, stacked, indices in _stack_scalars(plan, raw, numbers):
+    if stacked is not None:
+        batch = batches[stacked.device] = _DeviceBatch()
+        batch.scalars, batch.scalar_numbers = stacked, list(range(len(scalars)))
+    elif scalars:
+        for device, part, indices in _group_scalars(plan, scalars, numbers):
             batch = batches.setdefault(device, _DeviceBatch())
-            batch.scalars, batch.scalar_numbers = stacked, indices
-    for index, slot in enumerate(plan.histogram_slots, start=scalar_count):
+            batch.scalars, batch.scalar_numbers = part, indices
+    for index, slot in enumerate(plan.histogram_slots, start=len(scalars)):
         tensor = _histogram_value(plan.leaves[slot].tag, raw[slot])
         if tensor.numel() == 0:
             numbers[index] = histogram_proto(np.empty(0), 0)
@@ -222,30 +301,16 @@ def _to_host(plan: _Plan, raw: list[Any]) -> list[Any]:
     return numbers
 
 
-def _stack_scalars(
-    plan: _Plan, raw: list[Any], numbers: list[Any]
+def _group_scalars(
+    plan: _Plan, scalars: list[Any], numbers: list[Any]
 ) -> list[tuple[torch.device, torch.Tensor, list[int]]]:
-    """Stack the scalar tensors per device into 1-D tensors, without reading any value.
+    """The scalars that do not stack as one: check each, then concatenate per device.
 
     Python and numpy numbers go straight into ``numbers``. Dtypes are left as they are;
     conversion to float happens on the host, after the one copy.
     """
-    values = [raw[slot] for slot in plan.scalar_slots]
-    try:
-        stacked = torch.stack(values)  # the common case: tensors of one device and shape
-    except (TypeError, RuntimeError):
-        stacked = None
-    if (
-        stacked is not None
-        and stacked.numel() == len(values)
-        and not stacked.dtype.is_complex
-        and not stacked.is_meta
-    ):
-        if stacked.dim() != 1:
-            stacked = stacked.reshape(-1)
-        return [(stacked.device, stacked, list(range(len(values))))]
     groups: dict[torch.device, tuple[list[torch.Tensor], list[int]]] = {}
-    for index, (slot, value) in enumerate(zip(plan.scalar_slots, values, strict=True)):
+    for index, (slot, value) in enumerate(zip(plan.scalar_slots, scalars, strict=True)):
         checked = _scalar_value(plan.leaves[slot].tag, value)  # raises the precise error
         if isinstance(checked, float):
             numbers[index] = checked
@@ -254,6 +319,28 @@ def _stack_scalars(
             group[0].append(checked.reshape(1))
             group[1].append(index)
     return [(device, torch.cat(parts), indices) for device, (parts, indices) in groups.items()]
+
+
+def _stack_one_device(values: list[Any]) -> torch.Tensor | None:
+    """``values`` as one 1-D tensor when all are one-element real tensors on one device
+    and of one shape (the common case), else None; no value is read."""
+    try:
+        stacked = torch.stack(values)
+    except (TypeError, RuntimeError):
+        return None
+    if stacked.numel() != len(values) or stacked.dtype.is_complex or stacked.is_meta:
+        return None
+    return stacked if stacked.dim() == 1 else stacked.reshape(-1)
+
+
+def _copy_to_host(flat: torch.Tensor) -> torch.Tensor:
+    """The one device-to-host copy of a due step, as a float tensor.
+
+    It is a copy on the CPU too, so it is one visible, countable transfer everywhere.
+    Dtype conversions happen after it, on the host.
+    """
+    host = flat.to(_HOST, copy=True)
+    return host if host.dtype in _HOST_FLOATS else host.to(torch.float64)
 
 
 def _number(tag: str, value: Any) -> float:

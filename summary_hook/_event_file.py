@@ -1,10 +1,12 @@
 """One event file fed by one background thread through a bounded queue.
 
-Thread contract: :class:`EventFileWriter` is thread-safe. ``_lock`` guards ``_closed``
-and the order of items against the close sentinel, so no event can be queued behind
-it and lost. The worker thread alone touches the file and the write buffer. Errors
-raised in the worker are stored in ``_error`` and raised in the caller's next call;
-after an error the worker keeps draining the queue so that no producer blocks forever.
+Thread contract: :class:`EventFileWriter` is thread-safe. ``_lock`` guards the queue
+(``_items`` and its counters) and ``_closed``, so no event can be queued behind the
+close sentinel and lost. The worker thread alone touches the file and the write
+buffer; it takes the whole queue at once and is woken only when there is work (see
+:meth:`EventFileWriter._take`), not for every event. Errors raised in the worker are
+stored in ``_error`` and raised in the caller's next call; after an error the worker
+keeps draining the queue so that no producer blocks forever.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import atexit
 import io
 import itertools
 import os
-import queue
 import socket
 import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from tensorboard.compat.proto.event_pb2 import Event
 
@@ -95,8 +98,14 @@ class EventFileWriter:
         self._file = io.FileIO(self.path, "xb")  # unbuffered: fork-safe, we buffer ourselves
         self._file.write(encode_record(_version_event().SerializeToString()))
         self._flush_secs = float(flush_secs)
-        self._queue: queue.Queue[object] = queue.Queue(max_queue)
+        self._max_queue = max_queue
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # the worker waits here for work
+        self._room = threading.Condition(self._lock)  # producers wait here for room
+        self._items: list[object] = []  # framed events, flush requests and _CLOSE, in order
+        self._waiting = 0  # how many of ``_items`` are events
+        self._urgent = False  # a flush or close waits in ``_items``
+        self._worker_idle = True  # the worker sleeps with no deadline
         self._closed = False
         self._error: BaseException | None = None
         self._reported = False  # whether _error has reached a caller
@@ -112,7 +121,7 @@ class EventFileWriter:
     # --- producer side -------------------------------------------------------------
 
     def add_event(self, event: Event) -> None:
-        """Frame ``event`` now and queue it; blocks while the queue is full.
+        """Frame ``event`` now and queue it; blocks while ``max_queue`` events wait.
 
         The event is serialized in the caller, so changing it afterwards changes
         nothing written, and the worker thread only writes bytes. Nothing is dropped.
@@ -126,7 +135,14 @@ class EventFileWriter:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"event file {self.path!r} is closed")
-            self._put(record)
+            while self._waiting >= self._max_queue:
+                self._wake.notify()
+                if not self._room.wait(_POLL_SECS):
+                    self._raise_if_worker_dead()
+            self._items.append(record)
+            self._waiting += 1
+            if self._worker_idle or self._waiting >= self._max_queue:
+                self._wake.notify()
 
     def flush(self) -> None:
         """Return once every event queued before this call is handed to the OS and synced.
@@ -139,7 +155,7 @@ class EventFileWriter:
         with self._lock:
             if self._closed:
                 return
-            self._put(request)
+            self._request(request)
         while not request.done.wait(_POLL_SECS):
             self._raise_if_worker_dead()
         self._raise_if_failed()
@@ -156,7 +172,7 @@ class EventFileWriter:
             if self._closed:
                 return
             self._closed = True
-            self._put(_CLOSE)
+            self._request(_CLOSE)
         self._thread.join()
         _live_writers.discard(self)
         if not self._reported:
@@ -167,13 +183,11 @@ class EventFileWriter:
         """Whether :meth:`close` has been called."""
         return self._closed
 
-    def _put(self, item: object) -> None:
-        while True:
-            try:
-                self._queue.put(item, timeout=_POLL_SECS)
-                return
-            except queue.Full:
-                self._raise_if_worker_dead()
+    def _request(self, item: object) -> None:
+        """Queue a flush request or the close sentinel behind every event; hold ``_lock``."""
+        self._items.append(item)
+        self._urgent = True
+        self._wake.notify()
 
     def _check_usable(self) -> None:
         if os.getpid() != self._pid:
@@ -197,41 +211,88 @@ class EventFileWriter:
 
     # --- worker side -----------------------------------------------------------------
 
+    def _take(self, dirty: bool, next_flush: float) -> tuple[list[object], bool]:
+        """Wait until there is work, then take every queued item, in order, and whether
+        a flush request or the close sentinel is among them (otherwise all are events).
+
+        There is work when a flush or close was requested, when the queue is full,
+        or when the flush deadline has passed with anything unwritten. Until then the
+        worker sleeps: a producer wakes it once per ``max_queue`` events rather than
+        once per event, because every wake-up costs the producer a system call and a
+        hand-over of the GIL.
+        """
+        with self._lock:
+            while True:
+                unwritten = dirty or bool(self._items)
+                now = time.monotonic()
+                if (
+                    self._urgent
+                    or self._waiting >= self._max_queue
+                    or (unwritten and now >= next_flush)
+                ):
+                    break
+                self._worker_idle = not unwritten  # then only a producer can give it work
+                self._wake.wait(next_flush - now if unwritten else None)
+            items, self._items = self._items, []
+            urgent = self._urgent
+            self._waiting = 0
+            self._urgent = self._worker_idle = False
+            self._room.notify_all()
+        return items, urgent
+
     def _work(self) -> None:
-        pending: list[bytes] = []
+        pending: list[bytes] = []  # framed events not yet handed to the OS
         pending_bytes = 0
         dirty = False  # events handed to the OS or pending since the last sync
         next_flush = 0.0  # the first event is flushed at once, as TensorFlow does
         while True:
-            timeout = max(0.0, next_flush - time.monotonic()) if dirty else None
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                item = None  # the flush deadline passed
-            if self._error is None:  # after an error, items are drained and discarded
-                try:
-                    if isinstance(item, bytes):
+            items, urgent = self._take(dirty, next_flush)
+            if not urgent and self._error is None:  # only events: no loop in Python
+                events = cast("list[bytes]", items)
+                pending.extend(events)
+                pending_bytes += sum(map(len, events))
+                dirty = dirty or bool(events)
+                if pending_bytes >= _WRITE_CHUNK:
+                    self._guarded(self._write, pending)
+                    pending_bytes = 0
+                items = []
+            for item in items:
+                if isinstance(item, bytes):
+                    if self._error is None:  # after an error, events are drained and dropped
                         pending.append(item)
                         pending_bytes += len(item)
                         dirty = True
                         if pending_bytes >= _WRITE_CHUNK:
-                            self._write(pending)
+                            self._guarded(self._write, pending)
                             pending_bytes = 0
-                    if not isinstance(item, bytes) or time.monotonic() >= next_flush:
-                        if dirty:
-                            self._write(pending)
-                            pending_bytes = 0
-                            self._sync()
-                            dirty = False
-                        next_flush = time.monotonic() + self._flush_secs
-                except BaseException as error:  # raised in the producer's next call
-                    self._error = error
-                    pending.clear()
-            if isinstance(item, _FlushRequest):
-                item.done.set()
-            elif item is _CLOSE:
-                self._close_file()
-                return
+                    continue
+                # A flush request or the close sentinel: everything before it goes first.
+                if dirty:
+                    self._guarded(self._write_and_sync, pending)
+                    pending_bytes, dirty = 0, False
+                next_flush = time.monotonic() + self._flush_secs
+                if isinstance(item, _FlushRequest):
+                    item.done.set()
+                else:
+                    self._close_file()
+                    return
+            if dirty and time.monotonic() >= next_flush:
+                self._guarded(self._write_and_sync, pending)
+                pending_bytes, dirty = 0, False
+                next_flush = time.monotonic() + self._flush_secs
+
+    def _guarded(self, write: Callable[[list[bytes]], None], pending: list[bytes]) -> None:
+        """Run ``write``; a failure is kept for the producer's next call, never lost."""
+        if self._error is None:
+            try:
+                write(pending)
+            except BaseException as error:
+                self._error = error
+        pending.clear()
+
+    def _write_and_sync(self, pending: list[bytes]) -> None:
+        self._write(pending)
+        self._sync()
 
     def _write(self, pending: list[bytes]) -> None:
         if pending:

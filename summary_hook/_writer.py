@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
+from summary_hook._evaluate import event_holding
 from summary_hook._event_file import EventFileWriter, flush_all_writers
 
 __all__ = [
@@ -107,8 +108,10 @@ class FileWriter:
 
     def _add_summary_without_metadata(self, summary: Summary, global_step: int) -> None:
         # For summaries built by ``evaluate``, which never carry metadata: TensorFlow's
-        # first-occurrence rule cannot change them, so the per-value check is skipped.
-        self._add_event(Event(summary=summary), global_step)
+        # first-occurrence rule cannot change them, so the per-value check is skipped,
+        # and the event ``evaluate`` built around the summary is written as it is.
+        event = event_holding(summary)
+        self._add_event(Event(summary=summary) if event is None else event, global_step)
 
     def add_session_log(self, session_log: SessionLog, global_step: int | None = None) -> None:
         """Write ``session_log`` (for example ``SessionLog(status=SessionLog.START)``).

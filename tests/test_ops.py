@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -164,3 +165,40 @@ def test_shared_function_runs_once_per_evaluation():
 def test_evaluate_rejects_non_op_fetches():
     with pytest.raises(TypeError, match="fetches must be summary ops.*got 3 of type int"):
         sh.evaluate([3])
+
+
+def test_functions_run_without_grad_and_grad_mode_is_restored():
+    weight = torch.ones(4, requires_grad=True)
+    seen = []
+    norm = sh.scalar("w", lambda: seen.append(torch.is_grad_enabled()) or weight.norm(), [])
+    broken = sh.scalar("b", lambda: seen.append(torch.is_grad_enabled()) or 1 / 0, [])
+    assert sh.evaluate(norm).value[0].simple_value == 2.0
+    with pytest.raises(sh.SummaryEvaluationError):
+        sh.evaluate(broken)
+    with torch.no_grad():  # a caller's own no_grad is left as it was
+        sh.evaluate(norm)
+        assert not torch.is_grad_enabled()
+    assert seen == [False, False, False]
+    assert torch.is_grad_enabled()
+
+
+def test_threads_evaluating_one_op_each_get_their_own_values():
+    local = threading.local()
+    op = sh.merge([sh.scalar(f"s/{i}", lambda i=i: local.base + i, []) for i in range(20)])
+    start = threading.Barrier(4)
+    wrong = []
+
+    def evaluate_many(base: float) -> None:
+        local.base = base
+        start.wait()
+        for _ in range(2000):
+            values = [v.simple_value for v in sh.evaluate(op).value]
+            if values != [base + i for i in range(20)]:
+                wrong.append(values)
+
+    threads = [threading.Thread(target=evaluate_many, args=(1000.0 * t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
@@ -241,3 +242,33 @@ def test_normal_interpreter_exit_loses_nothing(tmp_path):
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
     assert len(summaries_by_step(str(tmp_path))) == 500
+
+
+def test_summaries_from_evaluate_are_written_exactly_as_they_read(tmp_path):
+    writer = sh.FileWriter(str(tmp_path))
+    op = sh.merge([sh.scalar("a", lambda: 1.5, []), sh.scalar("b", lambda: 2.5, [])])
+    first = sh.evaluate(op)
+    second = sh.evaluate(op)  # ``first`` now comes from an older evaluation
+    second.value[1].simple_value = 7.0  # what a hook may do before writing
+    for step, summary in ((1, second), (2, first), (3, scalar_summary("c", 3.0))):
+        writer._add_summary_without_metadata(summary, step)
+    path = writer.path
+    writer.close()
+    events = read_events(path)[1:]
+    assert [(e.step, e.summary) for e in events] == [
+        (1, second),
+        (2, first),
+        (3, scalar_summary("c", 3.0)),
+    ]
+    assert [v.simple_value for v in second.value] == [1.5, 7.0]
+
+
+def test_events_reach_the_disk_within_flush_secs_without_a_flush(tmp_path):
+    writer = sh.FileWriter(str(tmp_path), max_queue=100, flush_secs=0.1)
+    for step in range(4):  # far fewer than max_queue: only the deadline writes them
+        writer.add_summary(scalar_summary("x", step), step)
+    deadline = time.monotonic() + 30
+    while len(read_events(writer.path)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [e.step for e in read_events(writer.path)[1:]] == [0, 1, 2, 3]
+    writer.close()
