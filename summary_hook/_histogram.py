@@ -10,15 +10,17 @@ Counting avoids a binary search per element. A float32 value's top 16 bits (sign
 exponent and 7 mantissa bits) name a *cell* of relative width 2^-7, narrower than the
 10% spacing of the limits, so at most one limit falls inside a cell. One comparison
 against that limit (rounded up to float32, which keeps the comparison exact) splits
-the cell in two, one ``bincount`` counts the 2^17 half-cells, and a fixed table maps
-half-cells to buckets. Dtypes that float32 cannot hold exactly (float64, int32, int64)
-take the exact ``torch.bucketize`` path instead.
+the cell in two, a fixed table maps the 2^17 half-cells to buckets, and one
+``bincount`` counts them. On the CPU, values are counted in chunks through scratch tensors
+kept per thread. Dtypes that float32 cannot hold exactly (float64, int32, int64) take
+the exact ``torch.bucketize`` path instead.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
+import threading
 
 import numpy as np
 import torch
@@ -99,22 +101,67 @@ def _device_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, to
     )
 
 
-def _bucket_counts(values: torch.Tensor) -> torch.Tensor:
-    """Counts per bucket (length ``len(BUCKET_LIMITS)``, float64) of a 1-D tensor."""
-    threshold, bucket, limits = _device_tables(values.device)
-    if values.dtype in _EXACT_IN_FLOAT32:
-        x = values.to(torch.float32)
-        key = (x.view(torch.int32) >> 16).bitwise_and_(0xFFFF)
-        above = x >= threshold.index_select(0, key)
-        half_cells = torch.bincount(key.add_(key).add_(above), minlength=1 << 17)
-        counts = torch.zeros(_N + 1, dtype=torch.int64, device=values.device)
-        counts.index_add_(0, bucket, half_cells)
-    else:
-        x64 = values.to(torch.float64)
-        index = torch.bucketize(x64, limits, right=True).clamp_(max=_N - 1)
-        index = torch.where(torch.isnan(x64), _NAN_SLOT, index)
-        counts = torch.bincount(index, minlength=_N + 1)
-    return counts[:_N].to(torch.float64)
+class _CpuScratch(threading.local):
+    """Scratch tensors for counting :data:`_CPU_CHUNK` float32 values, one set per thread.
+
+    Whole-tensor temporaries would be about 17 bytes a value of fresh memory on every
+    call; page-faulting that in cost more than the counting, and varied from process
+    to process with the C allocator's state. These are faulted in once and reused.
+    """
+
+    def __init__(self) -> None:
+        self.key = torch.empty(_CPU_CHUNK, dtype=torch.int32)
+        self.limit = torch.empty(_CPU_CHUNK, dtype=torch.float32)
+        self.above = torch.empty(_CPU_CHUNK, dtype=torch.bool)
+        self.wide = torch.empty(_CPU_CHUNK, dtype=torch.float64)
+
+
+#: How many values the CPU counts at a time.
+_CPU_CHUNK = 1 << 18
+_cpu_scratch = _CpuScratch()
+
+
+def _count_float32(
+    x: torch.Tensor,
+    tables: tuple[torch.Tensor, torch.Tensor],
+    scratch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bucket counts (``_N + 1`` slots, the last for NaN), sum and sum of squares of a
+    1-D float32 tensor, written through ``scratch`` (int32, float32, bool and float64,
+    each at least as long as ``x``)."""
+    threshold, bucket = tables
+    n = x.numel()
+    key, limit, above, wide = (t[:n] for t in scratch)
+    wide.copy_(x)  # sums accumulate in float64, as histogram.cc's do
+    total, squares = wide.sum(), torch.dot(wide, wide)
+    torch.bitwise_right_shift(x.view(torch.int32), 16, out=key).bitwise_and_(0xFFFF)
+    torch.index_select(threshold, 0, key, out=limit)
+    torch.ge(x, limit, out=above)
+    index = torch.index_select(bucket, 0, key.add_(key).add_(above), out=wide.view(torch.int64))
+    return torch.bincount(index, minlength=_N + 1), total, squares
+
+
+def _float32_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bucket counts, sum and sum of squares of a 1-D float32 tensor."""
+    threshold, bucket, _ = _device_tables(x.device)
+    if x.device.type != "cpu":  # the device's caching allocator reuses memory by itself
+        n, device = x.numel(), x.device
+        scratch = (
+            torch.empty(n, dtype=torch.int32, device=device),
+            torch.empty(n, dtype=torch.float32, device=device),
+            torch.empty(n, dtype=torch.bool, device=device),
+            torch.empty(n, dtype=torch.float64, device=device),
+        )
+        return _count_float32(x, (threshold, bucket), scratch)
+    s = _cpu_scratch
+    parts = [
+        _count_float32(chunk, (threshold, bucket), (s.key, s.limit, s.above, s.wide))
+        for chunk in torch.split(x, _CPU_CHUNK)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    counts, sums, squares = (torch.stack(column).sum(0) for column in zip(*parts, strict=True))
+    return counts, sums, squares
 
 
 def device_histogram(values: torch.Tensor) -> torch.Tensor:
@@ -130,11 +177,17 @@ def device_histogram(values: torch.Tensor) -> torch.Tensor:
     if flat.dtype == torch.bool:
         flat = flat.to(torch.uint8)
     low, high = torch.aminmax(flat)
-    wide = flat.to(torch.float64)  # sums accumulate in float64, as histogram.cc's do
-    stats = torch.stack(
-        (low.to(torch.float64), high.to(torch.float64), wide.sum(), torch.dot(wide, wide))
-    )
-    return torch.cat((stats, _bucket_counts(flat)))
+    if flat.dtype in _EXACT_IN_FLOAT32:
+        counts, total, squares = _float32_stats(flat.to(torch.float32))
+    else:
+        limits = _device_tables(flat.device)[2]
+        wide = flat.to(torch.float64)
+        total, squares = wide.sum(), torch.dot(wide, wide)
+        index = torch.bucketize(wide, limits, right=True).clamp_(max=_N - 1)
+        index = torch.where(torch.isnan(wide), _NAN_SLOT, index)
+        counts = torch.bincount(index, minlength=_N + 1)
+    stats = torch.stack((low.to(torch.float64), high.to(torch.float64), total, squares))
+    return torch.cat((stats, counts[:_N].to(torch.float64)))
 
 
 def histogram_proto(host: np.ndarray, num: int) -> HistogramProto:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -37,8 +38,20 @@ def nonempty(histo):
         torch.randn(1000, generator=torch.Generator().manual_seed(5)).to(torch.float16),
         torch.randint(-1000, 1000, (1000,), generator=torch.Generator().manual_seed(6)),
         torch.randint(0, 2, (100,), generator=torch.Generator().manual_seed(7)).bool(),
+        torch.randn(600_001, generator=torch.Generator().manual_seed(8)) * 100,  # 3 chunks
     ],
-    ids=["randn", "wide", "tiny", "edges", "float64", "bfloat16", "float16", "int64", "bool"],
+    ids=[
+        "randn",
+        "wide",
+        "tiny",
+        "edges",
+        "float64",
+        "bfloat16",
+        "float16",
+        "int64",
+        "bool",
+        "chunks",
+    ],
 )
 def test_histogram_matches_torch_tensorflow_bins(values):
     histo = ours(values)
@@ -110,3 +123,23 @@ def test_limits_are_tensorflow_defaults():
     assert BUCKET_LIMITS[len(BUCKET_LIMITS) // 2] == 0.0
     assert BUCKET_LIMITS[len(BUCKET_LIMITS) // 2 + 1] == 1e-12
     assert len(BUCKET_LIMITS) == 1551
+
+
+def test_threads_counting_at_once_each_get_their_own_histogram():
+    tensors = [torch.randn(300_000, generator=torch.Generator().manual_seed(s)) for s in range(4)]
+    expected = [nonempty(ours(t)) for t in tensors]
+    start = threading.Barrier(4)
+    wrong = []
+
+    def count(index: int) -> None:
+        start.wait()
+        for _ in range(10):
+            if nonempty(ours(tensors[index])) != expected[index]:
+                wrong.append(index)
+
+    threads = [threading.Thread(target=count, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
