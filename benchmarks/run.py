@@ -5,7 +5,7 @@ shared, noisy machine. Each measurement is repeated and the median is reported.
 
     python benchmarks/run.py                  # full run, table and benchmarks/results.json
     python benchmarks/run.py --quick          # a fast smoke run (what the test suite runs)
-    python benchmarks/run.py --device cuda    # tensors on a GPU (P2, P4 and the GPU step)
+    python benchmarks/run.py --device cuda    # tensors on a GPU (P1, P2, P4 and P9)
 """
 
 from __future__ import annotations
@@ -292,6 +292,104 @@ def p4_transfers(device: str) -> Result:
         set(counts.values()) == {1},
         {"transfers_by_scalar_count": counts},
     )
+
+
+# --- P9: a due step on a real-sized model ---------------------------------------------
+
+
+def p9_model_step(repeats: int, width: int, device: str) -> Result:
+    """A due step with 100 scalars and 10 parameter histograms on a 10-layer MLP: what it
+    adds to a training step, and on a GPU how many times it synchronises the host."""
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(width, width) for _ in range(10)]
+    model = torch.nn.Sequential(*(m for layer in layers for m in (layer, torch.nn.ReLU())))
+    model = model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    batch = torch.randn(64, width, device=device)
+
+    def train_step() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=False)
+        loss = model(batch).square().mean()
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    train_step()  # gradients exist from here on
+    stats: list[Callable[[torch.Tensor], torch.Tensor]] = [
+        torch.linalg.vector_norm,
+        torch.mean,
+        torch.std,
+        lambda t: t.abs().max(),
+        lambda t: t.abs().mean(),
+    ]
+    ops = []
+    for i, layer in enumerate(layers):
+        w = layer.weight
+        for j, stat in enumerate(stats):
+            ops.append(sh.scalar(f"w{i}/s{j}", lambda w=w, stat=stat: stat(w), []))
+            ops.append(sh.scalar(f"g{i}/s{j}", lambda w=w, stat=stat: stat(w.grad), []))
+        ops.append(sh.histogram(f"w{i}/weights", lambda w=w: w, []))
+    summary_op = sh.merge(ops)
+    params = sum(p.numel() for p in model.parameters())
+
+    def per_step(save_steps: int | None) -> float:
+        hooks = []
+        if save_steps is not None:
+            writer = sh.FileWriter(tempfile.mkdtemp())
+            hooks = [
+                sh.SummarySaverHook(
+                    save_steps=save_steps, summary_writer=writer, summary_op=summary_op
+                )
+            ]
+        with sh.MonitoredSession(hooks=hooks) as session:
+
+            def steps() -> None:
+                for _ in range(10):
+                    session.run(train_step)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+
+            seconds = median_time(steps, repeats) / 10
+        for hook in hooks:
+            hook.summary_writer.close()
+        return seconds
+
+    plain = per_step(None)
+    due = per_step(1)
+    rare = per_step(100)
+    syncs: int | None = None
+    if device.startswith("cuda"):
+        syncs = count_cuda_syncs(lambda: sh.evaluate(summary_op))
+    return Result(
+        "P9",
+        f"due step, 100 scalars + 10 histograms, {params / 1e6:.1f}M-parameter MLP ({device})",
+        (due - plain) * 1e3,
+        "ms added",
+        "report; on a GPU, one synchronisation",
+        None if syncs is None else syncs == 1,
+        {
+            "train_step_ms": plain * 1e3,
+            "due_step_added_ms": (due - plain) * 1e3,
+            "save_steps_100_added_ms": (rare - plain) * 1e3,
+            "parameters": params,
+            "cuda_synchronisations_per_due_step": syncs,
+        },
+    )
+
+
+def count_cuda_syncs(fn: Callable[[], object]) -> int:
+    """How many times ``fn`` synchronises the host with the GPU, from torch's sync debug
+    mode, which warns on each synchronising call."""
+    torch.cuda.synchronize()
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fn()
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+    return sum("synchronizing" in str(w.message) for w in caught)
 
 
 # --- P5: Lightning fit() ----------------------------------------------------------------
@@ -612,7 +710,7 @@ def format_results(results: list[Result]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats")
-    parser.add_argument("--device", default="cpu", help="device for P1, P2 and P4 tensors")
+    parser.add_argument("--device", default="cpu", help="device for P1, P2, P4 and P9 tensors")
     parser.add_argument(
         "--json", default=os.path.join(HERE, "results.json"), help="where to write the numbers"
     )
@@ -629,6 +727,7 @@ def main(argv: list[str] | None = None) -> int:
         p6_many_events(5_000 if quick else 1_000_000),
         p7_large_payload(3 if quick else 7),
         p8_import(2 if quick else 5),
+        p9_model_step(2 if quick else 5, width=128 if quick else 1024, device=args.device),
     ]
     table = format_results(results)
     print(table)

@@ -138,7 +138,26 @@ def _count_float32(
     torch.index_select(threshold, 0, key, out=limit)
     torch.ge(x, limit, out=above)
     index = torch.index_select(bucket, 0, key.add_(key).add_(above), out=wide.view(torch.int64))
-    return torch.bincount(index, minlength=_N + 1), total, squares
+    return _count(index), total, squares
+
+
+def _count(index: torch.Tensor) -> torch.Tensor:
+    """How many times each of ``0 .. _N`` occurs in ``index``, on its device."""
+    if index.device.type == "cpu":
+        return torch.bincount(index, minlength=_N + 1)
+    return _count_without_sync(index)
+
+
+def _count_without_sync(index: torch.Tensor) -> torch.Tensor:
+    """:func:`_count` for accelerators, where ``bincount`` reads the input's minimum and
+    maximum on the host to size its output: a synchronisation per histogram. Integer
+    sums do not depend on the order of the additions, so the result is exact either way;
+    in deterministic mode the sorting form is used, which torch accepts there."""
+    counts = torch.zeros(_N + 1, dtype=torch.int64, device=index.device)
+    ones = torch.ones(index.numel(), dtype=torch.int64, device=index.device)
+    if torch.are_deterministic_algorithms_enabled():
+        return counts.index_put_((index,), ones, accumulate=True)
+    return counts.index_add_(0, index, ones)
 
 
 def _float32_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -184,8 +203,7 @@ def device_histogram(values: torch.Tensor) -> torch.Tensor:
         wide = flat.to(torch.float64)
         total, squares = wide.sum(), torch.dot(wide, wide)
         index = torch.bucketize(wide, limits, right=True).clamp_(max=_N - 1)
-        index = torch.where(torch.isnan(wide), _NAN_SLOT, index)
-        counts = torch.bincount(index, minlength=_N + 1)
+        counts = _count(torch.where(torch.isnan(wide), _NAN_SLOT, index))
     stats = torch.stack((low.to(torch.float64), high.to(torch.float64), total, squares))
     return torch.cat((stats, counts[:_N].to(torch.float64)))
 

@@ -18,7 +18,7 @@ def test_benchmark_quick_mode_runs_and_reports_every_measurement(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert [r["id"] for r in report["results"]] == [f"P{i}" for i in range(1, 9)]
+    assert [r["id"] for r in report["results"]] == [f"P{i}" for i in range(1, 10)]
     by_id = {r["id"]: r for r in report["results"]}
     # Facts, not timings: laziness, one transfer, complete files, lazy Lightning.
     assert by_id["P3"]["details"]["summary_calls"] == 0
@@ -29,4 +29,5 @@ def test_benchmark_quick_mode_runs_and_reports_every_measurement(tmp_path):
     assert hook_run["records_read_back"] == hook_run["expected"]
     assert by_id["P2"]["details"]["same_bucket_counts"]
     assert not by_id["P8"]["details"]["imports_lightning"]
+    assert by_id["P9"]["details"]["parameters"] == 10 * (128 * 128 + 128)
     assert "| P1 |" in result.stdout

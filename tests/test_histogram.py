@@ -11,7 +11,7 @@ import torch
 from torch.utils.tensorboard.summary import histogram as torch_histogram
 
 import summary_hook as sh
-from summary_hook._histogram import BUCKET_LIMITS, _cell_tables
+from summary_hook._histogram import BUCKET_LIMITS, _cell_tables, _count_without_sync
 
 DBL_MAX = sys.float_info.max
 TORCH_BINS = list(BUCKET_LIMITS[1:-1])  # torch's default_bins: no +-DBL_MAX
@@ -143,3 +143,17 @@ def test_threads_counting_at_once_each_get_their_own_histogram():
     for thread in threads:
         thread.join()
     assert wrong == []
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_accelerator_counting_matches_bincount(deterministic):
+    # Accelerators count without bincount, which would read the input on the host; the
+    # same code runs here on CPU tensors (the synchronisation itself needs a GPU to see).
+    index = torch.randint(0, len(BUCKET_LIMITS) + 1, (50_000,), generator=torch.Generator())
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        counts = _count_without_sync(index)
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert torch.equal(counts, torch.bincount(index, minlength=len(BUCKET_LIMITS) + 1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -97,3 +99,21 @@ def test_counter_sees_per_value_reads():
         for i in range(3):
             torch.tensor(float(i)).item()
     assert counter.transfers == 3
+
+
+@pytest.mark.parametrize("device", [d for d in DEVICES if d == "cuda"])
+def test_due_step_synchronises_a_gpu_once(tmp_path, device):
+    # bincount and .item() synchronise inside ATen, out of a dispatch mode's sight; torch's
+    # sync debug mode sees every synchronisation. A GPU machine runs this.
+    hook, calls = make_hook(tmp_path, device, 50, n_histograms=5)
+    with sh.MonitoredSession(hooks=[hook]) as sess:
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                sess.run(lambda: None)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert len(calls) == 55
+    assert sum("synchronizing" in str(w.message) for w in caught) == 1
