@@ -72,7 +72,8 @@ class EventFileWriter:
 
     Args:
         logdir: Directory for the file; created if missing.
-        max_queue: Events that may wait for the worker before ``add_event`` blocks.
+        max_queue: Events that may wait for the worker before ``add_event`` blocks;
+            the worker takes them all when the queue is full.
         flush_secs: Longest time written events stay in memory before the worker
             hands them to the OS.
         filename_suffix: Appended to the file name.

@@ -49,7 +49,8 @@ class FileWriter:
 
     Args:
         logdir: Directory of the event file; created if missing.
-        max_queue: Events that may wait before ``add_*`` blocks.
+        max_queue: Events that may wait before ``add_*`` blocks. The thread takes them
+            when the queue is full, so a larger queue wakes it less often.
         flush_secs: Longest time an event waits in memory before it reaches the OS.
         filename_suffix: Appended to the file name.
 
