@@ -48,15 +48,25 @@ class Result:
 
 def median_time(fn: Callable[[], object], repeats: int, number: int = 1) -> float:
     """Median over ``repeats`` of the mean seconds per call over ``number`` calls."""
-    fn()  # warm up
-    times = []
+    return median_times({"fn": fn}, repeats, number)["fn"]
+
+
+def median_times(
+    fns: dict[str, Callable[[], object]], repeats: int, number: int = 1
+) -> dict[str, float]:
+    """:func:`median_time` of several functions, their repeats taking turns, so that a
+    noisy spell on a shared machine hits each alike and their ratios stay fair."""
+    for fn in fns.values():
+        fn()  # warm up
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - start) / number)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            gc.collect()
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            times[name].append((time.perf_counter() - start) / number)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def scalars(n: int, device: str) -> list[torch.Tensor]:
@@ -122,14 +132,11 @@ def p1_scalars(repeats: int, steps: int, device: str) -> Result:
             raw_file.write(encode_record(event.SerializeToString()))
         raw_file.flush()
 
+    contenders = {"summary_hook": ours, "torch": with_torch, "tensorboardX": with_tbx, "raw": raw}
+    step_counts = {"summary_hook": fast_steps, "torch": steps, "tensorboardX": steps}
     per_value = {
-        name: median_time(fn, repeats) / (count * n)
-        for name, fn, count in [
-            ("summary_hook", ours, fast_steps),
-            ("torch", with_torch, steps),
-            ("tensorboardX", with_tbx, steps),
-            ("raw", raw, fast_steps),
-        ]
+        name: seconds / (step_counts.get(name, fast_steps) * n)
+        for name, seconds in median_times(contenders, repeats).items()
     }
     session.close()
     torch_writer.close()
