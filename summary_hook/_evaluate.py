@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import numbers
 import operator
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -173,6 +174,17 @@ def _plan(ops: tuple[SummaryOp, ...]) -> _Plan:
         template_values=tuple(tuple(template.value) for template in templates),
         lock=threading.Lock(),
     )
+
+
+def _forget_plans_in_child() -> None:
+    # A fork while another thread held a plan's lock would leave the child a lock that
+    # nobody releases; the child makes its plans afresh.
+    global _latest_events
+    _plan.cache_clear()
+    _latest_events = {}
+
+
+os.register_at_fork(after_in_child=_forget_plans_in_child)
 
 
 def evaluate(fetches: Any, output: Any = None) -> Any:

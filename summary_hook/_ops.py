@@ -16,6 +16,7 @@ Thread contract: the collections are guarded by ``_lock``; ops are immutable.
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import threading
 import warnings
@@ -40,8 +41,17 @@ __all__ = [
 SUMMARIES = "summaries"
 
 _INVALID_TAG_CHARACTERS = re.compile(r"[^-/\w\.]")
-_lock = threading.Lock()
+_lock = threading.Lock()  # guards _collections
 _collections: dict[str, dict[str, SummaryOp]] = {}
+
+
+def _new_lock_in_child() -> None:
+    # A fork while another thread held the lock would leave the child unable to register.
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)
 
 Kind = Literal["scalar", "histogram"]
 

@@ -67,3 +67,11 @@ class SummaryWriterCache:
                 first = first or error
         if first is not None:
             raise first
+
+
+def _new_lock_in_child() -> None:
+    # A fork while another thread held the lock would leave the child unable to get a writer.
+    SummaryWriterCache._lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_new_lock_in_child)

@@ -105,3 +105,55 @@ def test_two_processes_on_one_directory_get_distinct_files(tmp_path):
         assert len([e for e in read_events(path) if e.HasField("summary")]) == 50
     pids = {os.path.basename(path).split(".")[-2] for path in files}
     assert len(pids) == 2
+
+
+def test_forked_child_evaluates_ops_whose_plan_another_thread_held(tmp_path):
+    # A thread filling an op's template holds its plan's lock; a fork at that moment must
+    # not leave the child with a lock nobody will release.
+    script = textwrap.dedent(
+        """
+        import os
+        import summary_hook as sh
+        from summary_hook._evaluate import _plan
+        op = sh.merge([sh.scalar("a", lambda: 1.0, []), sh.scalar("b", lambda: 2.0, [])])
+        sh.evaluate(op)
+        with _plan((op,)).lock:  # as another thread would, mid-evaluation
+            pid = os.fork()
+            if pid == 0:
+                values = [v.simple_value for v in sh.evaluate(op).value]
+                os._exit(0 if values == [1.0, 2.0] else 3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+def test_forked_child_registers_ops_and_gets_writers_while_a_thread_held_their_locks(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import os, threading
+        import summary_hook as sh
+        from summary_hook import _ops
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            with _ops._lock, sh.SummaryWriterCache._lock:
+                held.set()
+                release.wait()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait()
+        pid = os.fork()
+        if pid == 0:
+            sh.scalar("x", lambda: 1.0)
+            writer = sh.SummaryWriterCache.get({str(tmp_path)!r})
+            os._exit(0 if sh.merge_all().tags == ("x",) and writer else 3)
+        release.set()
+        holder.join()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
