@@ -176,6 +176,13 @@ def _plan(ops: tuple[SummaryOp, ...]) -> _Plan:
     )
 
 
+def _call_python_310(fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
+_call: Callable[[Callable[[], Any]], Any] = getattr(operator, "call", _call_python_310)
+
+
 def _forget_plans_in_child() -> None:
     # A fork while another thread held a plan's lock would leave the child a lock that
     # nobody releases; the child makes its plans afresh.
@@ -210,15 +217,16 @@ def evaluate(fetches: Any, output: Any = None) -> Any:
         return _rebuild(fetches, {})
     plan = _plan(ops)
     raw: list[Any] = []
-    append = raw.append
     grad_was_enabled = torch.is_grad_enabled()
     if grad_was_enabled:  # what torch.no_grad() does, without its two objects per step
         torch._C._set_grad_enabled(False)
     try:
         if plan.output_free:
-            for fn in plan.functions:
-                append(fn())
+            # The loop runs in C; list.extend keeps what it got before a function raised,
+            # so len(raw) still names the function that did.
+            raw.extend(map(_call, plan.functions))
         else:
+            append = raw.append
             for fn, takes_output in zip(plan.functions, plan.takes_output, strict=True):
                 append(fn(output) if takes_output else fn())
     except Exception as error:

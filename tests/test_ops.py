@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import summary_hook as sh
+from summary_hook._evaluate import _plan
 
 
 def value_of(op, output=None):
@@ -202,3 +203,22 @@ def test_threads_evaluating_one_op_each_get_their_own_values():
     for thread in threads:
         thread.join()
     assert wrong == []
+
+
+@pytest.mark.parametrize("takes_output", [False, True], ids=["no-output", "with-output"])
+def test_error_names_the_function_that_raised_among_many(takes_output):
+    def broken_without_output():
+        raise KeyError("grad")
+
+    def broken_with_output(out):
+        raise KeyError("grad")
+
+    broken = broken_with_output if takes_output else broken_without_output
+    first = (lambda out: 1.0) if takes_output else (lambda: 1.0)
+    ops = [sh.scalar(f"s/{i}", first, []) for i in range(3)]
+    ops += [sh.scalar("s/bad", broken, [])]
+    ops += [sh.scalar(f"t/{i}", lambda: 2.0, []) for i in range(5)]
+    with pytest.raises(sh.SummaryEvaluationError, match="summary 's/bad'") as info:
+        sh.evaluate(sh.merge(ops), output=0.5)
+    assert info.value.tag == "s/bad"
+    assert _plan((sh.merge(ops),)).output_free is not takes_output  # both call paths
