@@ -106,7 +106,7 @@ class EventFileWriter:
         self._items: list[object] = []  # framed events, flush requests and _CLOSE, in order
         self._waiting = 0  # how many of ``_items`` are events
         self._urgent = False  # a flush or close waits in ``_items``
-        self._worker_idle = True  # the worker sleeps with no deadline
+        self._worker_idle = True  # the worker sleeps with no deadline: a new event wakes it
         self._closed = False
         self._error: BaseException | None = None
         self._reported = False  # whether _error has reached a caller
@@ -218,9 +218,12 @@ class EventFileWriter:
 
         There is work when a flush or close was requested, when the queue is full,
         or when the flush deadline has passed with anything unwritten. Until then the
-        worker sleeps: a producer wakes it once per ``max_queue`` events rather than
-        once per event, because every wake-up costs the producer a system call and a
-        hand-over of the GIL.
+        worker sleeps to the deadline, with work or without, so a producer wakes it
+        once per ``max_queue`` events rather than once per event: every wake-up costs
+        the producer a system call and a hand-over of the GIL. Only once the deadline
+        has passed with nothing to write does it sleep until a producer wakes it; that
+        event is then flushed at once, as TensorFlow flushes the first event after the
+        deadline.
         """
         with self._lock:
             while True:
@@ -232,8 +235,8 @@ class EventFileWriter:
                     or (unwritten and now >= next_flush)
                 ):
                     break
-                self._worker_idle = not unwritten  # then only a producer can give it work
-                self._wake.wait(next_flush - now if unwritten else None)
+                self._worker_idle = now >= next_flush  # then only a producer can give it work
+                self._wake.wait(None if self._worker_idle else next_flush - now)
             items, self._items = self._items, []
             urgent = self._urgent
             self._waiting = 0
