@@ -188,8 +188,8 @@ def p2_histogram(repeats: int, size: int, device: str) -> Result:
     def torch_histogram() -> None:
         writer.add_histogram("h", values, 0, bins="tensorflow")
 
-    t_ours = median_time(ours, repeats)
-    t_torch = median_time(torch_histogram, max(3, repeats // 2))
+    times = median_times({"ours": ours, "torch": torch_histogram}, repeats)
+    t_ours, t_torch = times["ours"], times["torch"]
     writer.close()
 
     from torch.utils.tensorboard.summary import histogram as torch_summary
