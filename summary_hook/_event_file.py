@@ -212,9 +212,8 @@ class EventFileWriter:
 
     # --- worker side -----------------------------------------------------------------
 
-    def _take(self, dirty: bool, next_flush: float) -> tuple[list[object], bool]:
-        """Wait until there is work, then take every queued item, in order, and whether
-        a flush request or the close sentinel is among them (otherwise all are events).
+    def _take(self, dirty: bool, next_flush: float) -> list[object]:
+        """Wait until there is work, then take every queued item, in order.
 
         There is work when a flush or close was requested, when the queue is full,
         or when the flush deadline has passed with anything unwritten. Until then the
@@ -238,11 +237,10 @@ class EventFileWriter:
                 self._worker_idle = now >= next_flush  # then only a producer can give it work
                 self._wake.wait(None if self._worker_idle else next_flush - now)
             items, self._items = self._items, []
-            urgent = self._urgent
             self._waiting = 0
             self._urgent = self._worker_idle = False
             self._room.notify_all()
-        return items, urgent
+        return items
 
     def _work(self) -> None:
         pending: list[bytes] = []  # framed events not yet handed to the OS
@@ -250,36 +248,27 @@ class EventFileWriter:
         dirty = False  # events handed to the OS or pending since the last sync
         next_flush = 0.0  # the first event is flushed at once, as TensorFlow does
         while True:
-            items, urgent = self._take(dirty, next_flush)
-            if not urgent and self._error is None:  # only events: no loop in Python
-                events = cast("list[bytes]", items)
-                pending.extend(events)
-                pending_bytes += sum(map(len, events))
-                dirty = dirty or bool(events)
-                if pending_bytes >= _WRITE_CHUNK:
-                    self._guarded(self._write, pending)
-                    pending_bytes = 0
-                items = []
-            for item in items:
-                if isinstance(item, bytes):
+            for kind, run in itertools.groupby(self._take(dirty, next_flush), type):
+                if kind is bytes:  # a run of events, buffered without a loop in Python
                     if self._error is None:  # after an error, events are drained and dropped
-                        pending.append(item)
-                        pending_bytes += len(item)
+                        events = cast("list[bytes]", list(run))
+                        pending.extend(events)
+                        pending_bytes += sum(map(len, events))
                         dirty = True
                         if pending_bytes >= _WRITE_CHUNK:
                             self._guarded(self._write, pending)
                             pending_bytes = 0
                     continue
-                # A flush request or the close sentinel: everything before it goes first.
-                if dirty:
-                    self._guarded(self._write_and_sync, pending)
-                    pending_bytes, dirty = 0, False
-                next_flush = time.monotonic() + self._flush_secs
-                if isinstance(item, _FlushRequest):
-                    item.done.set()
-                else:
-                    self._close_file()
-                    return
+                for item in run:  # flush requests or the close sentinel
+                    if dirty:  # everything queued before it goes first
+                        self._guarded(self._write_and_sync, pending)
+                        pending_bytes, dirty = 0, False
+                    next_flush = time.monotonic() + self._flush_secs
+                    if isinstance(item, _FlushRequest):
+                        item.done.set()
+                    else:
+                        self._close_file()
+                        return
             if dirty and time.monotonic() >= next_flush:
                 self._guarded(self._write_and_sync, pending)
                 pending_bytes, dirty = 0, False
