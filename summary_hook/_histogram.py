@@ -10,9 +10,10 @@ Counting avoids a binary search per element. A float32 value's top 16 bits (sign
 exponent and 7 mantissa bits) name a *cell* of relative width 2^-7, narrower than the
 10% spacing of the limits, so at most one limit falls inside a cell. One comparison
 against that limit (rounded up to float32, which keeps the comparison exact) splits
-the cell in two, a fixed table maps the 2^17 half-cells to buckets, and one
-``bincount`` counts them. On the CPU, values are counted in chunks through scratch tensors
-kept per thread. Dtypes that float32 cannot hold exactly (float64, int32, int64) take
+the cell in two, a fixed table maps the 2^17 half-cells to buckets, and one pass
+counts them (``bincount`` on the CPU; ``index_add_`` elsewhere, as ``bincount`` there
+reads its input on the host). On the CPU, values are counted in chunks through scratch
+tensors kept per thread. Dtypes that float32 cannot hold exactly (float64, int32, int64) take
 the exact ``torch.bucketize`` path instead.
 """
 
