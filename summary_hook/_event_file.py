@@ -15,6 +15,7 @@ import atexit
 import io
 import itertools
 import os
+import secrets
 import socket
 import sys
 import threading
@@ -51,11 +52,29 @@ class _FlushRequest:
 _CLOSE = object()
 
 
-def _event_file_name(logdir: str, suffix: str) -> str:
+def _event_file_name(suffix: str) -> str:
+    """A name no other writer gives a file, sorted by creation time like TensorBoard's own.
+
+    torch's and tensorboardX's ``SummaryWriter`` name files
+    ``events.out.tfevents.<secs>.<host>.<pid>.<n>``, with ``n`` counting from 0 in each
+    process, and TensorFlow ``events.out.tfevents.<secs>.<host>``: two writers made in one
+    second on one directory would share a name. The random part after this process's
+    counter makes ours differ from theirs and from any other process or host.
+    """
     stamp = int(time.time())
-    host = socket.gethostname()
-    name = f"events.out.tfevents.{stamp:010d}.{host}.{os.getpid()}.{next(_file_counter)}{suffix}"
-    return os.path.join(logdir, name)
+    name = f"events.out.tfevents.{stamp:010d}.{socket.gethostname()}.{os.getpid()}"
+    return f"{name}.{next(_file_counter)}.{secrets.token_hex(4)}{suffix}"
+
+
+def _create_event_file(logdir: str, suffix: str) -> tuple[str, io.FileIO]:
+    """Create a new event file; never opens, truncates or appends to an existing one."""
+    for _ in range(8):
+        path = os.path.join(logdir, _event_file_name(suffix))
+        try:
+            return path, io.FileIO(path, "xb")  # unbuffered: fork-safe, we buffer ourselves
+        except FileExistsError:
+            continue  # a name taken by chance: draw another
+    raise FileExistsError(f"could not create a new event file in {logdir!r}: every name was taken")
 
 
 def _open_logdir(logdir: str) -> None:
@@ -95,8 +114,7 @@ class EventFileWriter:
         ):
             raise ValueError(f"flush_secs must be a positive number, got {flush_secs!r}")
         _open_logdir(logdir)
-        self.path = _event_file_name(logdir, filename_suffix)
-        self._file = io.FileIO(self.path, "xb")  # unbuffered: fork-safe, we buffer ourselves
+        self.path, self._file = _create_event_file(logdir, filename_suffix)
         self._file.write(encode_record(_version_event().SerializeToString()))
         self._flush_secs = float(flush_secs)
         self._max_queue = max_queue
@@ -108,6 +126,7 @@ class EventFileWriter:
         self._urgent = False  # a flush or close waits in ``_items``
         self._worker_idle = True  # the worker sleeps with no deadline: a new event wakes it
         self._closed = False
+        self._orphaned = False  # closed by close_soon(orphaned=True): no caller is left
         self._error: BaseException | None = None
         self._reported = False  # whether _error has reached a caller
         self._pid = os.getpid()
@@ -169,15 +188,27 @@ class EventFileWriter:
         """
         if os.getpid() != self._pid:
             return
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._request(_CLOSE)
+        self.close_soon()
         self._thread.join()
         _live_writers.discard(self)
         if not self._reported:
             self._raise_if_failed()
+
+    def close_soon(self, *, orphaned: bool = False) -> None:
+        """Ask the worker to write everything queued, close the file and stop; do not wait.
+
+        Args:
+            orphaned: Nobody can call this writer again: the worker reports a failure
+                on standard error, since no caller is left to raise it to.
+        """
+        if os.getpid() != self._pid:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._orphaned = orphaned
+            self._request(_CLOSE)
 
     @property
     def closed(self) -> bool:
@@ -268,6 +299,9 @@ class EventFileWriter:
                         item.done.set()
                     else:
                         self._close_file()
+                        if self._orphaned and self._error is not None and not self._reported:
+                            self._reported = True
+                            print(f"summary_hook: {self.path!r}: {self._error!r}", file=sys.stderr)
                         return
             if dirty and time.monotonic() >= next_flush:
                 self._guarded(self._write_and_sync, pending)

@@ -26,6 +26,7 @@ __all__ = [
     "as_summary_writer",
     "flush_after_failure",
     "flush_everything",
+    "writer_logdir",
 ]
 
 
@@ -78,7 +79,9 @@ class FileWriter:
         self._options = (max_queue, flush_secs, filename_suffix or "")
         self._lock = threading.Lock()
         self._seen_tags: set[str] = set()
-        self._events: EventFileWriter | None = EventFileWriter(self._logdir, *self._options)
+        self._events: EventFileWriter | None = None
+        self._closer: weakref.finalize[..., FileWriter] | None = None
+        self._open()
 
     def get_logdir(self) -> str:
         """The directory this writer writes to."""
@@ -146,6 +149,8 @@ class FileWriter:
         """Flush and close the file. Safe to call twice; :meth:`reopen` starts a new file."""
         with self._lock:
             events, self._events = self._events, None
+            if self._closer is not None:
+                self._closer.detach()
         if events is not None:
             events.close()
 
@@ -153,7 +158,14 @@ class FileWriter:
         """Start writing to a new event file after :meth:`close`. No-op when open."""
         with self._lock:
             if self._events is None:
-                self._events = EventFileWriter(self._logdir, *self._options)
+                self._open()
+
+    def _open(self) -> None:
+        events = self._events = EventFileWriter(self._logdir, *self._options)
+        # A writer nobody can reach any more is closed: its file completed, its thread
+        # ended. Without waiting, since the collector may run in any thread.
+        self._closer = weakref.finalize(self, events.close_soon, orphaned=True)
+        self._closer.atexit = False  # at exit, every file is closed and waited for anyway
 
     def _add_event(self, event: Event, step: int | None) -> None:
         event.wall_time = time.time()
@@ -204,6 +216,11 @@ class _ForeignWriter:
     def flush(self) -> None:
         self._writer.flush()
 
+    def get_logdir(self) -> str:
+        """The directory of the wrapped writer."""
+        get_logdir = getattr(self._writer, "get_logdir", None)  # torch's; tensorboardX: logdir
+        return str(get_logdir() if callable(get_logdir) else self._writer.logdir)
+
     def _add(self, event: Event, step: int | None) -> None:
         converted: Any = event
         if self._event_type is not None:
@@ -241,6 +258,15 @@ def as_summary_writer(writer: object) -> SummaryWriterLike:
         "tensorboardX SummaryWriter, or have add_summary, add_session_log and flush methods; "
         f"got {writer!r} of type {type(writer).__qualname__}"
     )
+
+
+def writer_logdir(writer: object) -> str | None:
+    """The directory ``writer`` writes to, when it says (``get_logdir()``), else None."""
+    get_logdir = getattr(writer, "get_logdir", None)
+    logdir = get_logdir() if callable(get_logdir) else None
+    if isinstance(logdir, (str, os.PathLike)) and os.fspath(logdir):
+        return os.fspath(logdir)
+    return None
 
 
 def flush_everything() -> None:

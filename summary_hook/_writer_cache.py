@@ -9,6 +9,7 @@ import os
 import threading
 from typing import ClassVar
 
+from summary_hook._event_file import WriterError
 from summary_hook._writer import FileWriter
 
 __all__ = ["SummaryWriterCache"]
@@ -18,7 +19,8 @@ class SummaryWriterCache:
     """One :class:`FileWriter` per directory, shared by every hook that writes there.
 
     Unlike TensorFlow, the key is the normalised absolute path, so ``"runs/a"`` and
-    ``"./runs/a/"`` share one writer and one file.
+    ``"./runs/a/"`` share one writer and one file. A writer whose file was removed since
+    (a notebook cell that clears its log directory and runs again) starts a new file.
 
     Example:
         >>> import tempfile
@@ -47,6 +49,8 @@ class SummaryWriterCache:
             if writer is None:
                 writer = FileWriter(key)
                 SummaryWriterCache._cache[key] = writer
+            elif writer.path is not None and not os.path.exists(writer.path):
+                _start_new_file(writer)
             return writer
 
     @staticmethod
@@ -67,6 +71,18 @@ class SummaryWriterCache:
                 first = first or error
         if first is not None:
             raise first
+
+
+def _start_new_file(writer: FileWriter) -> None:
+    """Replace a writer's file that was removed (a notebook cell that clears its log
+    directory and runs again), as TensorFlow's ``EventsWriter`` does when its file
+    disappears: what it held went with the directory."""
+    try:
+        writer.close()
+    except WriterError as error:
+        if not isinstance(error.__cause__, FileNotFoundError):
+            raise
+    writer.reopen()
 
 
 def _new_lock_in_child() -> None:

@@ -103,7 +103,7 @@ def test_two_processes_on_one_directory_get_distinct_files(tmp_path):
     assert len(files) == 2
     for path in files:
         assert len([e for e in read_events(path) if e.HasField("summary")]) == 50
-    pids = {os.path.basename(path).split(".")[-2] for path in files}
+    pids = {os.path.basename(path).split(".")[-3] for path in files}
     assert len(pids) == 2
 
 
@@ -114,10 +114,10 @@ def test_forked_child_evaluates_ops_whose_plan_another_thread_held(tmp_path):
         """
         import os
         import summary_hook as sh
-        from summary_hook._evaluate import _plan
+        from summary_hook._evaluate import plan_for
         op = sh.merge([sh.scalar("a", lambda: 1.0, []), sh.scalar("b", lambda: 2.0, [])])
         sh.evaluate(op)
-        with _plan((op,)).lock:  # as another thread would, mid-evaluation
+        with plan_for((op,)).lock:  # as another thread would, mid-evaluation
             pid = os.fork()
             if pid == 0:
                 values = [v.simple_value for v in sh.evaluate(op).value]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 import summary_hook as sh
+from summary_hook import _event_file
 from tests.conftest import event_files, read_events, summaries_by_step
 
 
@@ -27,14 +30,56 @@ def scalar_summary(tag: str, value: float) -> Summary:
 def test_file_name_follows_tensorflow_pattern_and_is_unique(tmp_path):
     first = sh.FileWriter(str(tmp_path))
     second = sh.FileWriter(str(tmp_path), filename_suffix=".v2")
-    pattern = (
-        rf"events\.out\.tfevents\.\d{{10}}\.{re.escape(socket.gethostname())}\.{os.getpid()}\.\d+"
-    )
+    host = re.escape(socket.gethostname())
+    pattern = rf"events\.out\.tfevents\.\d{{10}}\.{host}\.{os.getpid()}\.\d+\.[0-9a-f]{{8}}"
     assert re.fullmatch(pattern, os.path.basename(first.path))
     assert re.fullmatch(pattern + r"\.v2", os.path.basename(second.path))
     assert first.path != second.path
     first.close()
     second.close()
+
+
+def test_file_names_never_meet_torchs_in_the_same_second(tmp_path, monkeypatch):
+    # torch's SummaryWriter names files <secs>.<host>.<pid>.<n>, n counting from 0 in each
+    # process, as this package once did: in one second both picked the same name.
+    from torch.utils.tensorboard import SummaryWriter
+
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.25)  # one second for all
+    theirs_before = SummaryWriter(str(tmp_path))
+    ours = [sh.FileWriter(str(tmp_path)) for _ in range(3)]
+    theirs_after = SummaryWriter(str(tmp_path))
+    theirs_before.add_scalar("theirs/before", 1.0, 1)
+    theirs_after.add_scalar("theirs/after", 1.0, 1)
+    for n, writer in enumerate(ours):
+        writer.add_summary(scalar_summary(f"ours/{n}", 1.0), global_step=1)
+    for writer in (*ours, theirs_before, theirs_after):
+        writer.close()
+    files = event_files(str(tmp_path))
+    assert len(files) == 5 and all(".1700000000." in os.path.basename(f) for f in files)
+    tags = sorted(v.tag for f in files for e in read_events(f) for v in e.summary.value)
+    assert tags == ["ours/0", "ours/1", "ours/2", "theirs/after", "theirs/before"]
+
+
+def test_a_taken_name_is_never_opened_again(tmp_path, monkeypatch):
+    taken = tmp_path / "taken"
+    taken.write_bytes(b"someone else's")
+    names = iter(["taken", "fresh"])
+    monkeypatch.setattr(_event_file, "_event_file_name", lambda suffix: next(names))
+    writer = sh.FileWriter(str(tmp_path))
+    assert os.path.basename(writer.path) == "fresh"
+    assert taken.read_bytes() == b"someone else's"
+    writer.close()
+
+
+def test_a_writer_nobody_reaches_is_closed_and_its_thread_ends(tmp_path):
+    writer = sh.FileWriter(str(tmp_path))
+    writer.add_summary(scalar_summary("x", 1.0), global_step=3)
+    path, thread = writer.path, writer._events._thread
+    del writer
+    gc.collect()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert [e.step for e in read_events(path)] == [0, 3]
 
 
 def test_first_record_is_file_version_and_is_on_disk_at_once(tmp_path):
@@ -272,3 +317,17 @@ def test_events_reach_the_disk_within_flush_secs_without_a_flush(tmp_path):
         time.sleep(0.05)
     assert [e.step for e in read_events(writer.path)[1:]] == [0, 1, 2, 3]
     writer.close()
+
+
+def test_cache_starts_a_new_file_when_the_directory_was_removed(tmp_path):
+    # A notebook cell that clears its log directory and runs again.
+    logdir = str(tmp_path / "run")
+    first = sh.SummaryWriterCache.get(logdir)
+    first.add_summary(scalar_summary("x", 1.0), global_step=1)
+    first.flush()
+    shutil.rmtree(logdir)
+    again = sh.SummaryWriterCache.get(logdir)
+    assert again is first and os.path.exists(again.path)
+    again.add_summary(scalar_summary("x", 2.0), global_step=1)
+    again.flush()
+    assert summaries_by_step(logdir) == {1: {"x": 2.0}}
