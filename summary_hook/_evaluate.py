@@ -8,7 +8,6 @@ several ops or hooks is called once per evaluation.
 
 from __future__ import annotations
 
-import functools
 import numbers
 import operator
 import os
@@ -25,7 +24,14 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from summary_hook._histogram import device_histogram, histogram_proto
 from summary_hook._ops import Leaf, SummaryOp
 
-__all__ = ["SummaryEvaluationError", "evaluate", "summary_ops_in"]
+__all__ = [
+    "PlanCache",
+    "SummaryEvaluationError",
+    "evaluate",
+    "evaluate_with",
+    "plan_for",
+    "summary_ops_in",
+]
 
 _HOST = torch.device("cpu")
 _HOST_FLOATS = (torch.float32, torch.float64)
@@ -112,7 +118,7 @@ def _rebuild(fetches: Any, results: dict[int, Summary]) -> Any:
 
 @dataclass(frozen=True)
 class _Plan:
-    """How to evaluate one tuple of ops, worked out once and cached.
+    """How to evaluate one tuple of ops, worked out once and kept (see :func:`plan_for`).
 
     Leaves are deduplicated in order of first appearance. Their host values are kept in
     one list, ``numbers``: the scalars (in ``scalar_slots`` order), then the histograms
@@ -135,6 +141,7 @@ class _Plan:
     templates: tuple[Summary, ...]
     template_values: tuple[tuple[Any, ...], ...]
     lock: threading.Lock
+    generation: int  # the ``_generation`` it was made in
 
 
 def _picker(indices: tuple[int, ...]) -> Callable[[list[Any]], Sequence[Any]]:
@@ -144,8 +151,61 @@ def _picker(indices: tuple[int, ...]) -> Callable[[list[Any]], Sequence[Any]]:
     return operator.itemgetter(*indices)  # two or more indices: returns a tuple
 
 
-@functools.lru_cache(maxsize=256)
-def _plan(ops: tuple[SummaryOp, ...]) -> _Plan:
+#: Counts the forks this process came from. A plan made before a fork may carry a lock
+#: that another thread of the parent held at that moment, so the child makes it afresh.
+_generation = 0
+
+
+#: How many plans for tuples of several ops a :class:`PlanCache` keeps.
+_PLAN_CACHE_SIZE = 16
+
+
+class PlanCache:
+    """Plans for the tuples of several ops that one session evaluates.
+
+    A session (``MonitoredSession``, the Lightning callback) owns one, so the plans,
+    and the functions they hold, go when the session goes.
+    """
+
+    def __init__(self) -> None:
+        self._plans: dict[tuple[SummaryOp, ...], _Plan] = {}
+
+    def plan(self, ops: tuple[SummaryOp, ...]) -> _Plan:
+        """The plan of ``ops``, made on first use."""
+        plan = self._plans.get(ops)
+        return self.replace(ops) if plan is None else plan
+
+    def replace(self, ops: tuple[SummaryOp, ...]) -> _Plan:
+        """A new plan of ``ops``, kept in place of any earlier one."""
+        if len(self._plans) >= _PLAN_CACHE_SIZE:
+            self._plans.clear()  # the ops of a session rarely change: start afresh
+        plan = self._plans[ops] = _make_plan(ops)
+        return plan
+
+
+def plan_for(ops: tuple[SummaryOp, ...], plans: PlanCache | None = None) -> _Plan:
+    """The plan of ``ops``: kept on a single op, in ``plans`` for several, else made now.
+
+    A plan holds the ops' functions, and through them the user's model; the model may
+    in turn reach the op (a Lightning module, its trainer, a callback, its summary op).
+    So plans live on the op or in the session they serve, never in a global table: a
+    table, even a weakly keyed one, would keep that whole cycle alive.
+    """
+    if len(ops) == 1:
+        cache = ops[0].cache
+        plan = cache.get("plan")
+        if plan is None or plan.generation != _generation:
+            plan = cache["plan"] = _make_plan(ops)
+        return plan
+    if plans is None:
+        return _make_plan(ops)
+    plan = plans.plan(ops)
+    if plan.generation != _generation:
+        plan = plans.replace(ops)
+    return plan
+
+
+def _make_plan(ops: tuple[SummaryOp, ...]) -> _Plan:
     slot_of: dict[int, int] = {}
     leaves: list[Leaf] = []
     for op in ops:
@@ -173,6 +233,7 @@ def _plan(ops: tuple[SummaryOp, ...]) -> _Plan:
         templates=templates,
         template_values=tuple(tuple(template.value) for template in templates),
         lock=threading.Lock(),
+        generation=_generation,
     )
 
 
@@ -186,8 +247,8 @@ _call: Callable[[Callable[[], Any]], Any] = getattr(operator, "call", _call_pyth
 def _forget_plans_in_child() -> None:
     # A fork while another thread held a plan's lock would leave the child a lock that
     # nobody releases; the child makes its plans afresh.
-    global _latest_events
-    _plan.cache_clear()
+    global _latest_events, _generation
+    _generation += 1
     _latest_events = {}
 
 
@@ -212,10 +273,15 @@ def evaluate(fetches: Any, output: Any = None) -> Any:
         >>> evaluate({"summary": [op]}, 0.5)["summary"][0].value[0].simple_value
         0.5
     """
+    return evaluate_with(fetches, output, None)
+
+
+def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None) -> Any:
+    """:func:`evaluate`, keeping the plans of several ops in a session's ``plans``."""
     ops = tuple(summary_ops_in(fetches))
     if not ops:
         return _rebuild(fetches, {})
-    plan = _plan(ops)
+    plan = plan_for(ops, plans)
     raw: list[Any] = []
     grad_was_enabled = torch.is_grad_enabled()
     if grad_was_enabled:  # what torch.no_grad() does, without its two objects per step
@@ -363,10 +429,10 @@ def _copy_to_host(flat: torch.Tensor) -> torch.Tensor:
     return host if host.dtype in _HOST_FLOATS else host.to(torch.float64)
 
 
-def _number(tag: str, value: Any) -> float:
-    number = _scalar_value(tag, value)
-    assert isinstance(number, float)
-    return number
+_NONE_HINT = (
+    "; a parameter's .grad is None until a backward pass reaches it (a frozen layer, "
+    "a parameter outside the loss, or a step before the first backward)"
+)
 
 
 def _scalar_value(tag: str, value: Any) -> float | torch.Tensor:
@@ -389,6 +455,8 @@ def _scalar_value(tag: str, value: Any) -> float | torch.Tensor:
         return float(value.reshape(()))
     if isinstance(value, numbers.Real):
         return float(value)
+    if value is None:
+        raise TypeError(f"scalar {tag!r}: its function returned None{_NONE_HINT}")
     raise TypeError(
         f"scalar {tag!r} must be a real number or a one-element tensor, got {value!r} "
         f"of type {type(value).__name__}"
@@ -399,6 +467,8 @@ def _histogram_value(tag: str, value: Any) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         _check_real_tensor(tag, "histogram", value)
         return value
+    if value is None:
+        raise TypeError(f"histogram {tag!r}: its function returned None{_NONE_HINT}")
     try:
         array = np.asarray(value)
     except Exception as error:

@@ -21,7 +21,7 @@ import re
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
@@ -101,6 +101,9 @@ class SummaryOp:
     """
 
     leaves: tuple[Leaf, ...]
+    #: What evaluation works out once for this op (see ``_evaluate.plan_for``): kept on the
+    #: op so that it goes when the op goes.
+    cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def tags(self) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from summary_hook._evaluate import evaluate
+from summary_hook._evaluate import PlanCache, evaluate_with
 from summary_hook._hooks import (
     SessionRunArgs,
     SessionRunContext,
@@ -124,6 +124,7 @@ class MonitoredSession:
         self._last_fn: Callable[..., Any] | None = None
         self._last_args = SessionRunArgs(None)
         self._context = SessionRunContext(self._last_args, self._session)
+        self._plans = PlanCache()
         for hook in self._hooks:
             hook.begin()
         self.scaffold.finalize()
@@ -169,7 +170,7 @@ class MonitoredSession:
             for hook in self._hooks:
                 hook.after_run(context, _NO_RESULTS)
         else:
-            call_after_run(self._indexed_hooks, context, requests, output)
+            call_after_run(self._indexed_hooks, context, requests, output, self._plans)
         if context._stop_requested:
             self._should_stop = True
         return output
@@ -225,14 +226,18 @@ def call_after_run(
     context: SessionRunContext,
     requests: dict[int, Any] | None,
     output: Any,
+    plans: PlanCache,
 ) -> None:
     """Evaluate the requested fetches with the step's ``output`` (one host transfer), then
-    call every hook's ``after_run`` in order; hooks that asked for nothing get None."""
+    call every hook's ``after_run`` in order; hooks that asked for nothing get None.
+
+    ``plans`` is the calling session's, so evaluation plans live no longer than it.
+    """
     if requests is None:
         for _, hook in indexed_hooks:
             hook.after_run(context, _NO_RESULTS)
         return
-    results = evaluate(requests, output)
+    results = evaluate_with(requests, output, plans)
     for index, hook in indexed_hooks:
         hook.after_run(
             context, SessionRunValues(results[index]) if index in results else _NO_RESULTS

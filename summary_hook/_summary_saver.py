@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from tensorboard.compat.proto.event_pb2 import SessionLog
+from tensorboard.compat.proto.summary_pb2 import Summary
 
 from summary_hook._hooks import (
     Session,
@@ -16,6 +16,7 @@ from summary_hook._hooks import (
     SessionRunValues,
 )
 from summary_hook._ops import SummaryOp
+from summary_hook._restarts import RestartLedger, ledger_for, mark_restart
 from summary_hook._scaffold import Scaffold
 from summary_hook._timer import SecondOrStepTimer
 from summary_hook._writer import FileWriter, SummaryWriterLike, as_summary_writer
@@ -51,11 +52,13 @@ class SummarySaverHook(SessionRunHook):
     """Save summaries every ``save_steps`` steps or every ``save_secs`` seconds.
 
     A port of ``tf.train.SummarySaverHook``. The first step is always due, a step is
-    never due twice, and summary functions run only on due steps. The first step
-    writes ``SessionLog.START`` at its post-run global step, before its summaries, so
-    TensorBoard drops stale points of an interrupted run after a resume. Each op in
-    ``summary_op`` gives one event per due step. :meth:`end` flushes but never closes
-    the writer, which is shared through :class:`SummaryWriterCache`.
+    never written twice, and summary functions run only on due steps. When the session
+    resumes (its first step follows a step above 0), the first step writes
+    ``SessionLog.START`` at its post-run global step, before its summaries, so
+    TensorBoard drops the stale points of the interrupted run (see ``_restarts`` for
+    why a fresh run writes none). Each op in ``summary_op`` gives one event per due
+    step. :meth:`end` flushes but never closes the writer, which is shared through
+    :class:`SummaryWriterCache`.
 
     Args:
         save_steps: Save every this many steps.
@@ -110,6 +113,8 @@ class SummarySaverHook(SessionRunHook):
         self._next_step: int | None = None
         self._stale_step = 0
         self._request_summary = False
+        self._ledger = RestartLedger()
+        self._last_saved: tuple[int, tuple[Summary, ...]] | None = None
 
     @property
     def summary_writer(self) -> SummaryWriterLike | None:
@@ -120,6 +125,8 @@ class SummarySaverHook(SessionRunHook):
         """Open the shared writer of ``output_dir`` and forget any earlier run."""
         if self._summary_writer is None and self._output_dir:
             self._summary_writer = SummaryWriterCache.get(self._output_dir)
+        if self._summary_writer is not None:
+            self._ledger = ledger_for(self._summary_writer)
         self._next_step = None
 
     def before_run(self, run_context: SessionRunContext) -> SessionRunArgs | None:
@@ -148,10 +155,13 @@ class SummarySaverHook(SessionRunHook):
             self._next_step = self._stale_step + 2  # the predicted step, plus one
             return
         global_step = run_context.session.global_step  # the real post-run step
-        if next_step is None:
-            writer.add_session_log(SessionLog(status=SessionLog.START), global_step)
-        if self._request_summary:
+        if next_step is None and self._stale_step > 0:  # a resumed run: hide the stale points
+            mark_restart(writer, self._ledger, global_step)
+        if self._request_summary and global_step != self._timer.last_triggered_step():
+            # (The step may not have moved: a step read from a callable, such as an
+            # optimizer step under accumulation. It was written already; never twice.)
             self._timer.update_last_triggered_step(global_step)
+            self._ledger.advance(global_step)
             results = run_values.results
             if results is not None and "summary" in results:
                 add = (
@@ -159,9 +169,20 @@ class SummarySaverHook(SessionRunHook):
                     if type(writer) is FileWriter
                     else writer.add_summary
                 )
-                for summary in results["summary"]:
+                summaries = results["summary"]
+                for summary in summaries:
                     add(summary, global_step)
+                self._last_saved = (global_step, tuple(summaries))
         self._next_step = global_step + 1
+
+    @property
+    def last_saved(self) -> tuple[int, tuple[Summary, ...]] | None:
+        """The step and the summaries of the latest due step, or None before the first.
+
+        A checkpoint taken at that step keeps them, so that a resumed run can write
+        them again after its ``SessionLog.START`` (see ``SummarySaver``).
+        """
+        return self._last_saved
 
     def end(self, session: Session) -> None:
         """Flush the writer; it stays open for others that share it."""

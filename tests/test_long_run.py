@@ -41,4 +41,4 @@ def test_many_due_steps_keep_memory_flat_and_the_file_complete(tmp_path):
     assert growth < 10, f"resident memory grew {growth:.1f} MB over {STEPS} due steps"
     (path,) = event_files(str(tmp_path))  # one file: writers never roll over
     with open(path, "rb") as file:
-        assert sum(1 for _ in iter_records(file)) == 1 + 1 + STEPS + 2_000  # version, START
+        assert sum(1 for _ in iter_records(file)) == 1 + STEPS + 2_000  # version, steps

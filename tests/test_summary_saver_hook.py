@@ -9,7 +9,14 @@ import pytest
 from tensorboard.compat.proto.event_pb2 import SessionLog
 
 import summary_hook as sh
-from tests.conftest import Counter, all_events, event_files, read_events, summaries_by_step
+from tests.conftest import (
+    Counter,
+    accumulator,
+    all_events,
+    event_files,
+    read_events,
+    summaries_by_step,
+)
 from tests.contract import MOCK_START_TIME, SCENARIOS, Scenario
 
 
@@ -81,7 +88,7 @@ def test_raises_when_no_writer_is_configured():
         sh.SummarySaverHook(save_steps=1, summary_op=op)
 
 
-def test_first_step_writes_session_start_before_its_summaries(tmp_path):
+def test_a_fresh_run_writes_no_session_start(tmp_path):
     hook = sh.SummarySaverHook(
         save_steps=5, output_dir=str(tmp_path), summary_op=sh.scalar("x", lambda: 1.0)
     )
@@ -91,10 +98,21 @@ def test_first_step_writes_session_start_before_its_summaries(tmp_path):
     (path,) = event_files(str(tmp_path))
     events = read_events(path)
     assert events[0].file_version == "brain.Event:2"
-    assert events[1].session_log.status == SessionLog.START
-    assert events[1].step == 1
-    assert events[2].summary.value[0].tag == "x" and events[2].step == 1
-    assert len(events) == 3
+    assert [(e.step, e.summary.value[0].tag) for e in events[1:]] == [(1, "x")]
+
+
+def test_a_resumed_run_writes_two_session_starts_before_its_first_summaries(tmp_path):
+    hook = sh.SummarySaverHook(
+        save_steps=5, output_dir=str(tmp_path), summary_op=sh.scalar("x", lambda: 1.0)
+    )
+    with sh.MonitoredSession(hooks=[hook], global_step=20) as sess:
+        for _ in range(3):
+            sess.run(lambda: None)
+    (path,) = event_files(str(tmp_path))
+    events = read_events(path)
+    assert [e.session_log.status for e in events[1:3]] == [SessionLog.START] * 2
+    assert [e.step for e in events[1:]] == [21, 21, 21]
+    assert events[3].summary.value[0].tag == "x"
 
 
 def test_each_op_in_list_gives_one_event_and_merge_gives_one(tmp_path):
@@ -123,14 +141,14 @@ def test_scaffold_defaults_to_merge_all_at_finalize(tmp_path):
     assert summaries_by_step(str(tmp_path)) == {1: {"late": 1.0}, 3: {"late": 2.0}}
 
 
-def test_scaffold_without_ops_writes_start_and_no_summaries(tmp_path):
+def test_scaffold_without_ops_writes_no_summaries(tmp_path):
     scaffold = sh.Scaffold()
     hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path), scaffold=scaffold)
-    with sh.MonitoredSession(hooks=[hook], scaffold=scaffold) as sess:
+    with sh.MonitoredSession(hooks=[hook], scaffold=scaffold, global_step=4) as sess:
         sess.run(lambda: None)
         sess.run(lambda: None)
     events = all_events(str(tmp_path))
-    assert [e.session_log.status for e in events[1:]] == [SessionLog.START]
+    assert [(e.step, e.session_log.status) for e in events[1:]] == [(5, SessionLog.START)] * 2
 
 
 def test_two_hooks_on_one_directory_share_one_file(tmp_path):
@@ -218,3 +236,62 @@ def test_scaffold_not_finalized_by_the_session_is_resolved_at_the_first_run(tmp_
     with sh.MonitoredSession(hooks=[hook]) as sess:  # the session has a scaffold of its own
         sess.run(lambda: None)
     assert summaries_by_step(str(tmp_path)) == {1: {"x": 1.0}}
+
+
+def test_a_step_that_does_not_move_is_never_written_twice(tmp_path):
+    # global_step=lambda: optimizer_steps under accumulation over two batches: every
+    # other run leaves the step where it was, after the step it predicted was due.
+    state = {"runs": 0, "optimizer_steps": 0}
+
+    def train():
+        state["runs"] += 1
+        state["optimizer_steps"] += state["runs"] % 2 == 0
+
+    hook = sh.SummarySaverHook(
+        save_steps=1, output_dir=str(tmp_path), summary_op=sh.scalar("x", lambda: 1.0)
+    )
+    with sh.MonitoredSession(hooks=[hook], global_step=lambda: state["optimizer_steps"]) as sess:
+        for _ in range(8):
+            sess.run(train)
+    steps = [e.step for e in all_events(str(tmp_path)) if e.HasField("summary")]
+    assert steps == [0, 1, 2, 3, 4]
+
+
+def session_of_two_hooks(logdir: str, first_step: int, last_step: int, tag: str) -> None:
+    hooks = [
+        sh.SummarySaverHook(
+            save_steps=every, output_dir=logdir, summary_op=sh.scalar(f"{tag}/{name}", Counter())
+        )
+        for name, every in (("fast", 1), ("slow", 3))
+    ]
+    with sh.MonitoredSession(hooks=hooks, global_step=first_step) as sess:
+        while sess.global_step < last_step:
+            sess.run(lambda: None)
+
+
+def test_two_hooks_on_one_directory_mark_one_restart_and_lose_nothing(tmp_path):
+    logdir = str(tmp_path)
+    session_of_two_hooks(logdir, 0, 12, "crashed")  # a run that "dies" at step 12
+    sh.SummaryWriterCache.clear()  # the next process opens a new file
+    session_of_two_hooks(logdir, 6, 12, "resumed")  # from a checkpoint at step 6
+    (_, resumed) = event_files(logdir)
+    starts = [e.step for e in read_events(resumed) if e.HasField("session_log")]
+    assert starts == [7, 7]  # one restart, marked twice for TensorBoard's two readers
+    acc = accumulator(logdir)
+    assert [e.step for e in acc.Scalars("crashed/fast")] == [1, 2, 3, 4, 5, 6]
+    assert [e.step for e in acc.Scalars("resumed/fast")] == [7, 8, 9, 10, 11, 12]
+    assert [e.step for e in acc.Scalars("resumed/slow")] == [7, 10]  # the second hook's
+
+
+def test_a_rewind_in_the_same_process_is_marked_but_a_hook_joining_later_is_not(tmp_path):
+    logdir = str(tmp_path)
+    session_of_two_hooks(logdir, 0, 12, "first")
+    session_of_two_hooks(logdir, 12, 14, "joining")  # goes on from 12: nothing is stale
+    session_of_two_hooks(logdir, 6, 9, "rewound")  # back to a checkpoint at step 6
+    (path,) = event_files(logdir)
+    starts = [e.step for e in read_events(path) if e.HasField("session_log")]
+    assert starts == [7, 7]
+    acc = accumulator(logdir)
+    assert [e.step for e in acc.Scalars("first/fast")] == [1, 2, 3, 4, 5, 6]
+    assert [e.step for e in acc.Scalars("joining/fast")] == []  # at 13, 14: past the rewind
+    assert [e.step for e in acc.Scalars("rewound/fast")] == [7, 8, 9]
