@@ -11,7 +11,13 @@ Lightning                     hook protocol
 ``on_train_batch_end``        requested ops evaluated with ``outputs``, ``after_run``
 ``on_train_end``              ``end()``
 ``on_exception``              every event writer flushed (``end()`` is skipped)
+``teardown``                  the fit's module and requests let go
 ============================  =========================================================
+
+``SummarySaver`` adds ``setup`` (a fresh scaffold per fit) and makes its hook at
+``on_train_start``, where it also calls ``begin()``: some strategies restore a
+checkpoint's callback state, and with it the directory of the resumed run, only after
+``on_fit_start``. Where its events go is ``_run_dirs``'s to decide.
 
 The step is ``trainer.global_step``: the count of optimizer steps. Under gradient
 accumulation only the batch that completes a window is a run, so summaries see the
@@ -27,16 +33,25 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.compat.proto.summary_pb2 import Summary
 from typing_extensions import override
 
+from summary_hook._evaluate import PlanCache
 from summary_hook._hooks import SessionRunArgs, SessionRunContext, SessionRunHook
 from summary_hook._ops import SummaryOp
+from summary_hook._restarts import ledger_for, mark_restart
+from summary_hook._run_dirs import close_run, run_writer
 from summary_hook._scaffold import Scaffold
 from summary_hook._session import call_after_run, call_before_run
 from summary_hook._summary_saver import SummarySaverHook, check_summary_source
 from summary_hook._timer import SecondOrStepTimer
-from summary_hook._writer import SummaryWriterLike, as_summary_writer, flush_after_failure
+from summary_hook._writer import (
+    SummaryWriterLike,
+    as_summary_writer,
+    flush_after_failure,
+    writer_logdir,
+)
+from summary_hook._writer_cache import SummaryWriterCache
 
 __all__ = ["HookCallback", "SummarySaver"]
 
@@ -87,6 +102,7 @@ class HookCallback(pl.Callback):
         self._run_args = SessionRunArgs(None)
         self._context: SessionRunContext | None = None
         self._requests: dict[int, Any] | None = None
+        self._plans = PlanCache()
 
     @property
     def hooks(self) -> list[SessionRunHook]:
@@ -129,7 +145,7 @@ class HookCallback(pl.Callback):
         context, self._context = self._context, None
         if context is None:
             return
-        call_after_run(self._indexed_hooks, context, self._requests, outputs)
+        call_after_run(self._indexed_hooks, context, self._requests, outputs, self._plans)
         if context.stop_requested:
             trainer.should_stop = True
 
@@ -144,6 +160,12 @@ class HookCallback(pl.Callback):
     ) -> None:
         # Lightning skips on_train_end here, as TensorFlow skips end(); keep the data anyway.
         flush_after_failure(exception)
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Let go of this fit's module (its training_step) and requests.
+        self._run_args = SessionRunArgs(None)
+        self._context = self._requests = None
 
     def _set_hooks(self, hooks: list[SessionRunHook]) -> None:
         for hook in hooks:
@@ -188,11 +210,14 @@ class SummarySaver(HookCallback):
 
     With neither ``scaffold`` nor ``summary_op``, every op registered in the default
     collection when training starts is saved (as ``MonitoredTrainingSession`` does).
-    With neither ``output_dir`` nor ``summary_writer``, files go to the Trainer's
-    ``log_dir`` when its logger is a ``TensorBoardLogger`` (one TensorBoard run with
-    Lightning's own metrics), else to ``<default_root_dir>/summaries``. Only global
-    rank zero writes; every rank evaluates the ops on the same steps, so a summary
-    function may use collectives.
+    With neither ``output_dir`` nor ``summary_writer``, the run decides: through the
+    first ``TensorBoardLogger``'s own writer (Lightning's metrics and the summaries in
+    one file of ``logger.log_dir``), else into the first ``CSVLogger``'s version
+    directory, else into ``<default_root_dir>/summaries/version_<n>``, a new one for
+    each ``Trainer`` and the same one when a checkpoint resumes it. A resumed run marks
+    the restart at the checkpoint's step, so TensorBoard drops the interrupted run's
+    later points. Only global rank zero writes; every rank evaluates the ops on the
+    same steps, so a summary function may use collectives.
 
     Args:
         save_steps: Save every this many optimizer steps.
@@ -204,7 +229,8 @@ class SummarySaver(HookCallback):
 
     Raises:
         ValueError: With TensorFlow's messages: both ``scaffold`` and ``summary_op``;
-            both or neither of ``save_steps`` and ``save_secs``.
+            both or neither of ``save_steps`` and ``save_secs``; and if ``output_dir``
+            is empty.
         TypeError: If an argument has the wrong type.
 
     Example:
@@ -236,6 +262,10 @@ class SummarySaver(HookCallback):
         self._output_dir = output_dir
         self._summary_op = summary_op
         self._given_scaffold = scaffold
+        self._log_dir: str | None = None  # where this fit's events go, on rank zero
+        self._resumed_dir: str | None = None  # where the resumed checkpoint's run wrote
+        self._resumed: tuple[int, list[bytes]] | None = None  # what it wrote at its step
+        self._hook: SummarySaverHook | None = None  # this fit's hook, from on_train_start
         super().__init__([], scaffold=scaffold)
         self._state_key = self._generate_state_key(
             save_steps=save_steps,
@@ -252,38 +282,86 @@ class SummarySaver(HookCallback):
 
     @property
     def output_dir(self) -> str | None:
-        """Where events go: resolved at ``setup``; None before, or with ``summary_writer``."""
+        """Where events go: the directory given, else resolved when training starts."""
+        if self._log_dir is not None:
+            return self._log_dir
         return None if self._output_dir is None else os.fspath(self._output_dir)
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage != "fit":
-            return
-        if self._writer is None and self._output_dir is None:
-            self._output_dir = _default_output_dir(trainer)  # a collective: every rank calls it
-        if trainer.is_global_zero:
-            writer: Any = self._writer
-            output_dir = None if writer is not None else self._output_dir
-        else:
-            writer, output_dir = _DiscardWriter(), None
-        # A fresh scaffold per fit, so ops re-registered in a notebook are picked up.
-        self._scaffold = self._given_scaffold or Scaffold()
+        if stage == "fit":
+            # A fresh scaffold per fit, so ops re-registered in a notebook are picked up.
+            self._scaffold = self._given_scaffold or Scaffold()
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The hook is made here, not at on_fit_start: some strategies (FSDP, model
+        # parallel) restore a checkpoint's callback state, and with it the directory of
+        # the resumed run, only after on_fit_start.
         hook = SummarySaverHook(
             save_steps=self._save_steps,
             save_secs=self._save_secs,
-            output_dir=output_dir,
-            summary_writer=writer,
+            summary_writer=self._rank_writer(trainer),
             scaffold=None if self._summary_op is not None else self._scaffold,
             summary_op=self._summary_op,
         )
         if self._save_secs is not None and trainer.world_size > 1:
             hook._timer = _BroadcastTimer(self._save_secs, trainer.strategy)
+        self._hook = hook
         self._set_hooks([hook])
+        hook.begin()
+        if trainer.global_step > 0 and hook.summary_writer is not None:
+            self._mark_restart(hook.summary_writer, trainer.global_step)
+        super().on_train_start(trainer, pl_module)
 
+    def _mark_restart(self, writer: SummaryWriterLike, step: int) -> None:
+        # Lightning logs a batch's metrics at the step before its optimizer step, so the
+        # interrupted run's first point past the checkpoint is at ``step`` itself: the
+        # restart is marked there, not at step + 1 as the hook would, and the summaries
+        # that run wrote at ``step``, which the checkpoint kept, are written again.
+        keep: list[Summary] = []
+        if self._resumed is not None and self._resumed[0] == step:
+            keep = [Summary.FromString(data) for data in self._resumed[1]]
+        mark_restart(writer, ledger_for(writer), step, keep)
 
-def _default_output_dir(trainer: pl.Trainer) -> str:
-    if isinstance(trainer.logger, TensorBoardLogger):
-        log_dir = trainer.log_dir
-        if log_dir is not None:
-            return log_dir
-    return os.path.join(trainer.default_root_dir, "summaries")
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            if trainer.is_global_zero:
+                close_run(trainer)
+            super().teardown(trainer, pl_module, stage)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        """The run's directory, and the summaries written at the current step, if any."""
+        state: dict[str, Any] = {}
+        if self._log_dir is not None:
+            state["log_dir"] = self._log_dir
+        last = None if self._hook is None else self._hook.last_saved
+        if last is not None and self._session is not None:
+            step, summaries = last
+            if step == self._session.global_step:
+                state["step"] = step
+                state["summaries"] = [summary.SerializeToString() for summary in summaries]
+        return state
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        log_dir = state_dict.get("log_dir")
+        self._resumed_dir = log_dir if isinstance(log_dir, str) else None
+        step, summaries = state_dict.get("step"), state_dict.get("summaries")
+        self._resumed = (step, summaries) if isinstance(step, int) and summaries else None
+
+    def _rank_writer(self, trainer: pl.Trainer) -> SummaryWriterLike:
+        """The writer of this rank: rank zero's destination, a discarding one elsewhere."""
+        if not trainer.is_global_zero:
+            return _DiscardWriter()
+        writer = self._writer
+        if writer is None and self._output_dir is not None:
+            writer = SummaryWriterCache.get(self._output_dir)
+        if writer is None:
+            run = run_writer(trainer, self._resumed_dir)
+            self._log_dir, writer = run.log_dir, run.writer
+        else:
+            self._log_dir = writer_logdir(writer)
+        return writer

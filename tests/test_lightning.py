@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import threading
 import time
 from unittest import mock
 
@@ -58,9 +59,11 @@ def test_default_collection_is_resolved_when_training_starts(tmp_path):
             sh.scalar("train/loss", lambda out: out["loss"])
             sh.histogram("weights/net", lambda: self.net.weight)
 
-    trainer = make_trainer(str(tmp_path), max_steps=5, callbacks=[sh.SummarySaver(save_steps=2)])
+    saver = sh.SummarySaver(save_steps=2)
+    trainer = make_trainer(str(tmp_path), max_steps=5, callbacks=[saver])
     trainer.fit(Registering(), make_loader())
-    logdir = os.path.join(str(tmp_path), "summaries")
+    logdir = os.path.join(str(tmp_path), "summaries", "version_0")  # logger=False
+    assert saver.output_dir == logdir
     acc = accumulator(logdir)
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 3, 5]
     assert [e.step for e in acc.Histograms("weights/net")] == [1, 3, 5]
@@ -360,3 +363,35 @@ def test_hook_protocol_errors_are_the_same_under_lightning(tmp_path):
     trainer = make_trainer(str(tmp_path), max_steps=2, callbacks=[sh.HookCallback([Bad()])])
     with pytest.raises(TypeError, match=r"Bad.before_run must return SessionRunArgs or None"):
         trainer.fit(TinyModel(), make_loader())
+
+
+@pytest.mark.parametrize("logger", [False, "tensorboard"])
+def test_two_savers_of_one_trainer_share_its_run_and_its_file(tmp_path, logger):
+    fast = sh.SummarySaver(save_steps=1, summary_op=sh.scalar("fast", Counter(), collections=[]))
+    slow = sh.SummarySaver(save_steps=3, summary_op=sh.scalar("slow", Counter(), collections=[]))
+    trainer = make_trainer(
+        str(tmp_path),
+        max_steps=6,
+        callbacks=[fast, slow],
+        logger=TensorBoardLogger(str(tmp_path)) if logger else False,
+    )
+    trainer.fit(TinyModel(), make_loader())
+    run_dir = fast.output_dir
+    assert (
+        run_dir
+        == slow.output_dir
+        == os.path.join(str(tmp_path), "lightning_logs" if logger else "summaries", "version_0")
+    )
+    assert len(event_files(run_dir)) == 1
+    acc = accumulator(run_dir)
+    assert [e.step for e in acc.Scalars("fast")] == [1, 2, 3, 4, 5, 6]
+    assert [e.step for e in acc.Scalars("slow")] == [1, 4]
+
+
+def test_a_writer_the_saver_opened_is_closed_when_the_fit_ends(tmp_path):
+    saver = sh.SummarySaver(save_steps=1, summary_op=sh.scalar("x", Counter(), collections=[]))
+    trainer = make_trainer(str(tmp_path), max_steps=2, callbacks=[saver])
+    threads = threading.active_count()
+    trainer.fit(TinyModel(), make_loader())
+    assert threading.active_count() <= threads  # its writer thread has ended
+    assert summaries_by_step(saver.output_dir) == {1: {"x": 1.0}, 2: {"x": 2.0}}
