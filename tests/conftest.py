@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections import defaultdict
 
 import pytest
@@ -14,7 +15,9 @@ from tensorboard.compat.proto.event_pb2 import Event
 import summary_hook as sh
 
 # Scripts that tests run as subprocesses: not test modules, and not for doctest collection.
-collect_ignore = ["ddp_script.py", "kill_child.py", "sigterm_child.py"]
+collect_ignore = ["ddp_script.py", "kill_child.py", "sigterm_child.py", "journeys"]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +26,13 @@ def _clean_state():
     yield
     sh.SummaryWriterCache.clear()
     sh.clear_collection(None)
+
+
+def readme_blocks() -> list[tuple[str, str]]:
+    """The README's fenced code blocks, in order, as ``(language, code)``."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as readme:
+        text = readme.read()
+    return re.findall(r"^```(\w+)\n(.*?)^```$", text, flags=re.S | re.M)
 
 
 def event_files(logdir: str) -> list[str]:

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import ROOT, readme_blocks
+
 BIN = os.path.dirname(sys.executable)
 
 
-def code_blocks() -> list[tuple[str, str]]:
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as readme:
-        text = readme.read()
-    return re.findall(r"^```(\w+)\n(.*?)^```$", text, flags=re.S | re.M)
-
-
 def test_readme_starts_with_the_two_set_up_commands():
-    (lang1, demo), (lang2, tests) = code_blocks()[:2]
+    (lang1, demo), (lang2, tests) = readme_blocks()[:2]
     assert lang1 == lang2 == "bash"
     for command in (demo, tests):
         assert command.startswith(
@@ -34,7 +28,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_every_other_block_runs_in_order(tmp_path):
-    blocks = code_blocks()[2:]
+    blocks = readme_blocks()[2:]
     assert blocks, "the README shows no usage"
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "MPLBACKEND": "Agg"}
     for index, (language, code) in enumerate(blocks):

@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
 import sys
 import time
-import urllib.parse
-import urllib.request
 
 import pytest
 
 from tests.conftest import accumulator
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(port: int, path: str, **query: str):
-    url = f"http://127.0.0.1:{port}{path}"
-    if query:
-        url += "?" + urllib.parse.urlencode(query)
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
+from tests.readers import get, tensorboard
 
 
 @pytest.fixture
@@ -58,49 +41,12 @@ def demo_logdir(tmp_path):
 
 @pytest.fixture
 def server(demo_logdir):
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tensorboard.main",
-            "--logdir",
-            demo_logdir,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--load_fast",
-            "false",
-            "--reload_interval",
-            "1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                tags = get(port, "/data/plugin/scalars/tags")
-                if tags.get(".", {}):
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"tensorboard did not come up: {process.stderr.read()[-2000:]!r}"
-                )
+    with tensorboard(demo_logdir, load_fast="false") as port:
+        deadline = time.monotonic() + 60
+        while not get(port, "/data/plugin/scalars/tags").get(".", {}):
+            assert time.monotonic() < deadline, "tensorboard shows no scalars"
             time.sleep(0.5)
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stderr.close()
 
 
 def test_tensorboard_serves_what_was_written(server, demo_logdir):

@@ -1,0 +1,68 @@
+"""A Lightning user's script: a model that logs its own metric and registers summaries,
+fitted with SummarySaver under one logger setup, in a fresh process.
+
+Usage: python lightning_run.py ROOT LOGGERS [FITS]
+  LOGGERS: default | tensorboard | csv | none | tensorboard+csv
+  FITS: how many Trainers fit one after another in this process (default 1)
+Prints one line per fit: the saver's output_dir.
+"""
+
+import sys
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader, TensorDataset
+
+import summary_hook as sh
+
+
+class Model(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(8, 1)
+        sh.scalar("summary/loss", lambda out: out["loss"])
+        sh.histogram("summary/weight", lambda: self.net.weight)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        self.log("lightning/loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def loggers(root, kind):
+    if kind == "default":
+        return {}
+    choice = {
+        "tensorboard": [TensorBoardLogger(root)],
+        "csv": [CSVLogger(root)],
+        "none": False,
+        "tensorboard+csv": [CSVLogger(root, name="csv_logs"), TensorBoardLogger(root)],
+    }[kind]
+    return {"logger": choice}
+
+
+def main(root, kind, fits):
+    data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
+    for _ in range(fits):
+        saver = sh.SummarySaver(save_steps=2)
+        trainer = L.Trainer(
+            default_root_dir=root,
+            max_steps=8,
+            log_every_n_steps=1,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+            callbacks=[saver],
+            **loggers(root, kind),
+        )
+        trainer.fit(Model(), DataLoader(data, batch_size=8))
+        print(saver.output_dir)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 1)

@@ -1,0 +1,225 @@
+"""Journeys: every usage as users run it, each in a fresh process of its own.
+
+A suite that shares one warm process hides what a new user meets: counters and caches
+warmed by earlier tests, imports already done, objects kept alive. Each journey here runs
+a user's script (the README's examples verbatim, each logger setup, a crash and its
+resumption, DDP, foreign writers in one second, the notebook run twice in one kernel) as
+a subprocess, then checks what TensorBoard's readers show against every point of every
+writer on disk: nothing hidden, nothing stale, nothing written twice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.conftest import readme_blocks
+from tests.readers import (
+    assert_readers_show,
+    event_files,
+    on_disk,
+    scalar_values,
+    steps,
+    tensorboard,
+    wait_until_served,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+JOURNEYS = os.path.join(HERE, "journeys")
+
+
+def run(args: list[str], cwd: str, returncode: int = 0) -> str:
+    """Run ``python args...`` in ``cwd`` as a fresh process; return its standard output."""
+    result = subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == returncode, f"{args}:\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+def readme_python(marker: str) -> str:
+    (code,) = [code for lang, code in readme_blocks() if lang == "python" and marker in code]
+    return code
+
+
+def test_readme_lightning_example_with_the_default_trainer(tmp_path):
+    run(["-c", readme_python("trainer.fit(Model(), loader)")], cwd=str(tmp_path))
+    run_dir = str(tmp_path / "lightning_logs" / "version_0")
+    disk = on_disk(run_dir)
+    assert len(event_files(run_dir)) == 1  # Lightning's metrics and the summaries: one file
+    for tag in ("train/loss", "weights/net", "grads/net"):
+        assert steps(disk, tag) == list(range(1, 100, 10)), tag
+    assert steps(disk, "lightning/loss") == [49, 99]  # log_every_n_steps=50
+    assert_readers_show(run_dir, disk)
+
+
+@pytest.mark.parametrize(
+    ("marker", "run_dir", "expected"),
+    [
+        ("sh.MonitoredSession(hooks=[hook])", "runs/exp1", {"loss": 10, "fc/weight": 10}),
+        ("sh.StepSession()", "runs/manual", {"loss": 5}),
+    ],
+)
+def test_readme_plain_loop_examples(tmp_path, marker, run_dir, expected):
+    run(["-c", readme_python(marker)], cwd=str(tmp_path))
+    disk = on_disk(str(tmp_path / run_dir))
+    assert Counter(tag for tag, _ in disk.elements()) == expected
+    assert_readers_show(str(tmp_path / run_dir), disk)
+
+
+LOGGER_SETUPS = {
+    # loggers: (run directories of two fits, whether Lightning's metrics are in them)
+    "default": (["lightning_logs/version_0", "lightning_logs/version_1"], True),
+    "tensorboard": (["lightning_logs/version_0", "lightning_logs/version_1"], True),
+    "tensorboard+csv": (["lightning_logs/version_0", "lightning_logs/version_1"], True),
+    "csv": (["lightning_logs/version_0", "lightning_logs/version_1"], False),
+    "none": (["summaries/version_0", "summaries/version_1"], False),
+}
+
+
+@pytest.mark.parametrize("loggers", LOGGER_SETUPS)
+def test_each_logger_setup_gives_each_fit_a_complete_run_of_its_own(tmp_path, loggers):
+    root = str(tmp_path)
+    printed = run([os.path.join(JOURNEYS, "lightning_run.py"), root, loggers, "2"], cwd=root)
+    run_dirs, with_lightning_metrics = LOGGER_SETUPS[loggers]
+    assert printed.split() == [os.path.join(root, d) for d in run_dirs]
+    for run_dir in printed.split():
+        disk = on_disk(run_dir)
+        assert len(event_files(run_dir)) == 1
+        assert steps(disk, "summary/loss") == steps(disk, "summary/weight") == [1, 3, 5, 7]
+        lightning = steps(disk, "lightning/loss")
+        assert lightning == (list(range(8)) if with_lightning_metrics else [])
+        assert_readers_show(run_dir, disk)
+    if loggers == "csv":  # Lightning's own metrics went to the CSV file beside the events
+        assert os.path.exists(os.path.join(printed.split()[0], "metrics.csv"))
+
+
+@pytest.mark.parametrize(
+    ("logger", "run_dir"), [("none", "summaries/version_0"), ("tensorboard", "lightning_logs/run")]
+)
+def test_resume_from_a_checkpoint_hides_the_crashed_runs_stale_points(tmp_path, logger, run_dir):
+    root, script = str(tmp_path), os.path.join(JOURNEYS, "resume_run.py")
+    crashed = run([script, root, logger, "crash"], cwd=root, returncode=1)
+    del crashed
+    run([script, root, logger, "resume"], cwd=root)
+    run_dir = os.path.join(root, run_dir)
+    assert len(event_files(run_dir)) == 2
+    # The crashed run wrote steps 1-25 and checkpointed at 20; the resumed one 21-40.
+    # Lightning logs a batch at the step before its optimizer step: 0-24, then 20-39.
+    expected = {"summary/run": (range(1, 41), 20)}
+    if logger == "tensorboard":
+        expected["lightning/run"] = (range(40), 19)
+    for tag, (all_steps, last_of_crash) in expected.items():
+        want = [(s, 1.0 if s <= last_of_crash else 2.0) for s in all_steps]
+        for reader, shown in scalar_values(run_dir, tag).items():
+            assert shown == want, f"{reader}, {tag}"
+
+
+def test_ddp_with_the_default_logger_writes_one_complete_run(tmp_path):
+    root = str(tmp_path)
+    run([os.path.join(JOURNEYS, "ddp_run.py"), root], cwd=root)
+    run_dir = os.path.join(root, "lightning_logs", "version_0")
+    assert os.listdir(os.path.join(root, "lightning_logs")) == ["version_0"]
+    assert len(event_files(run_dir)) == 1  # rank zero's logger file; rank one writes none
+    disk = on_disk(run_dir)
+    assert steps(disk, "summary/loss") == steps(disk, "summary/weight") == [1, 3, 5, 7]
+    assert steps(disk, "lightning/loss") == list(range(8))
+    assert_readers_show(run_dir, disk)
+
+
+def test_torch_and_tensorboardx_writers_in_the_same_second_lose_nothing(tmp_path):
+    root = str(tmp_path)
+    run([os.path.join(JOURNEYS, "foreign_writers.py"), root], cwd=root)
+    every_ten = list(range(1, 11))
+    expected = {
+        "a": {"torch/before": every_ten, "tbx/before": every_ten, "torch/after": every_ten},
+        "b": {"torch/before": every_ten, "tbx/after": every_ten, "torch/after": every_ten},
+    }
+    for name, theirs in expected.items():
+        run_dir = os.path.join(root, name)
+        assert len(event_files(run_dir)) == 4  # three of theirs, one of ours: none shared
+        disk = on_disk(run_dir)
+        for tag, tag_steps in {**theirs, "summary/loss": [1, 3, 5, 7, 9]}.items():
+            assert steps(disk, tag) == tag_steps, (name, tag)
+        assert_readers_show(run_dir, disk)
+
+
+def test_the_notebook_run_twice_in_one_kernel_keeps_nothing_of_the_first_run(tmp_path, monkeypatch):
+    from tools.build_notebook import CELLS, build
+
+    monkeypatch.setenv("CI", "true")  # skips the cell that would start a TensorBoard server
+    monkeypatch.setenv("PYTHONWARNINGS", "ignore")
+
+    notebook = build()
+    cells = list(notebook.cells)
+    keep = nbformat.v4.new_code_cell(
+        "import weakref\n"
+        "first = {'model': weakref.ref(model), 'module': weakref.ref(trainer.lightning_module),"
+        " 'trainer': weakref.ref(trainer), 'hook': weakref.ref(hook)}"
+    )
+    check = nbformat.v4.new_code_cell(
+        "import gc\ngc.collect()\nprint('alive:', sorted(k for k, r in first.items() if r()))"
+    )
+    notebook.cells = [*cells, keep, *cells, check]
+    assert len(CELLS) == len(cells)
+    NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    errors = [o for o in outputs if o.output_type == "error"]
+    assert not errors, errors[0].get("evalue")
+    assert "alive: []" in outputs[-1].get("text", "")
+    logdir = tmp_path / "runs" / "notebook"
+    expected = {
+        "by_hand": {"loss": [1, 11, 21, 31, 41]},
+        "session": {"train/loss": list(range(1, 101, 5))},
+        "lightning": {"train/loss": list(range(1, 121, 10))},
+    }
+    for name, tags in expected.items():
+        disk = on_disk(str(logdir / name))
+        for tag, tag_steps in tags.items():
+            assert steps(disk, tag) == tag_steps, (name, tag)  # the second run's, once each
+        assert_readers_show(str(logdir / name), disk)
+
+
+def test_tensorboard_shows_every_point_live_and_drops_the_stale_ones_of_a_resume(tmp_path):
+    root, journeys = str(tmp_path), JOURNEYS
+    fresh, resumed = "fresh/lightning_logs/version_0", "resumed/lightning_logs/run"
+    lightning = ["lightning/run", "epoch"]
+    with tensorboard(root, load_fast="false") as port:  # polling before any run starts
+        run([os.path.join(journeys, "lightning_run.py"), f"{root}/fresh", "default"], cwd=root)
+        wait_until_served(port, fresh, on_disk(os.path.join(root, fresh)))
+        script = os.path.join(journeys, "resume_run.py")
+        run([script, f"{root}/resumed", "tensorboard", "crash"], cwd=root, returncode=1)
+        crashed = Counter({("summary/run", s): 1 for s in range(1, 26)})
+        crashed.update((tag, s) for tag in lightning for s in range(25))
+        wait_until_served(port, resumed, crashed)
+        run([script, f"{root}/resumed", "tensorboard", "resume"], cwd=root)
+        every = Counter({("summary/run", s): 1 for s in range(1, 41)})
+        every.update((tag, s) for tag in lightning for s in range(40))
+        wait_until_served(port, resumed, every)  # live: the stale points went
+    with tensorboard(root, load_fast="false") as port:  # a first load of the same runs
+        wait_until_served(port, fresh, on_disk(os.path.join(root, fresh)))
+        wait_until_served(port, resumed, every)
+    with tensorboard(root, load_fast="true") as port:  # the Rust loader: it never purges
+        wait_until_served(port, fresh, on_disk(os.path.join(root, fresh)))
+
+
+def test_the_journey_scripts_are_the_ones_documented():
+    # Each script in tests/journeys says how it is run, and is run above.
+    with open(__file__, encoding="utf-8") as this:
+        source = this.read()
+    for name in os.listdir(JOURNEYS):
+        if name.endswith(".py"):
+            assert re.search(rf'"{re.escape(name)}"', source), f"{name} is not run by a journey"
