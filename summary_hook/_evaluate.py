@@ -192,7 +192,7 @@ def plan_for(ops: tuple[SummaryOp, ...], plans: PlanCache | None = None) -> _Pla
     table, even a weakly keyed one, would keep that whole cycle alive.
     """
     if len(ops) == 1:
-        cache = ops[0].cache
+        cache = ops[0]._cache
         plan = cache.get("plan")
         if plan is None or plan.generation != _generation:
             plan = cache["plan"] = _make_plan(ops)

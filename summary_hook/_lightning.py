@@ -163,9 +163,10 @@ class HookCallback(pl.Callback):
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        # Let go of this fit's module (its training_step) and requests.
+        # Let go of this fit's module (its training_step), requests and plans.
         self._run_args = SessionRunArgs(None)
         self._context = self._requests = None
+        self._plans = PlanCache()
 
     def _set_hooks(self, hooks: list[SessionRunHook]) -> None:
         for hook in hooks:

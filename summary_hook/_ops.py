@@ -103,7 +103,7 @@ class SummaryOp:
     leaves: tuple[Leaf, ...]
     #: What evaluation works out once for this op (see ``_evaluate.plan_for``): kept on the
     #: op so that it goes when the op goes.
-    cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def tags(self) -> tuple[str, ...]:
