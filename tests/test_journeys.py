@@ -125,7 +125,7 @@ def test_resume_from_a_checkpoint_hides_the_crashed_runs_stale_points(tmp_path, 
 
 def test_ddp_with_the_default_logger_writes_one_complete_run(tmp_path):
     root = str(tmp_path)
-    run([os.path.join(JOURNEYS, "ddp_run.py"), root], cwd=root)
+    run([os.path.join(JOURNEYS, "lightning_run.py"), root, "default", "1", "ddp"], cwd=root)
     run_dir = os.path.join(root, "lightning_logs", "version_0")
     assert os.listdir(os.path.join(root, "lightning_logs")) == ["version_0"]
     assert len(event_files(run_dir)) == 1  # rank zero's logger file; rank one writes none
@@ -180,6 +180,10 @@ def test_the_notebook_run_twice_in_one_kernel_keeps_nothing_of_the_first_run(tmp
     errors = [o for o in outputs if o.output_type == "error"]
     assert not errors, errors[0].get("evalue")
     assert "alive: []" in outputs[-1].get("text", "")
+    second = [o for cell in notebook.cells[len(cells) + 1 : -1] for o in cell.get("outputs", [])]
+    text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in second)
+    assert text.count("[('train/loss',), ('weights/net',), ('grads/net',)]") == 1  # no doubling
+    assert any("image/png" in o.get("data", {}) for o in second)  # the plot, drawn again
     logdir = tmp_path / "runs" / "notebook"
     expected = {
         "by_hand": {"loss": [1, 11, 21, 31, 41]},

@@ -1,10 +1,11 @@
 """A Lightning user's script: a model that logs its own metric and registers summaries,
 fitted with SummarySaver under one logger setup, in a fresh process.
 
-Usage: python lightning_run.py ROOT LOGGERS [FITS]
+Usage: python lightning_run.py ROOT LOGGERS [FITS [ddp]]
   LOGGERS: default | tensorboard | csv | none | tensorboard+csv
   FITS: how many Trainers fit one after another in this process (default 1)
-Prints one line per fit: the saver's output_dir.
+  ddp: on two CPU processes (Lightning starts the second by running this script again)
+Prints one line per fit: the saver's output_dir (on rank zero; None on the other).
 """
 
 import sys
@@ -46,8 +47,10 @@ def loggers(root, kind):
     return {"logger": choice}
 
 
-def main(root, kind, fits):
+def main(root, kind, fits, ddp):
+    torch.manual_seed(0)
     data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
+    processes = {"accelerator": "cpu", "strategy": "ddp", "devices": 2} if ddp else {}
     for _ in range(fits):
         saver = sh.SummarySaver(save_steps=2)
         trainer = L.Trainer(
@@ -59,10 +62,12 @@ def main(root, kind, fits):
             enable_checkpointing=False,
             callbacks=[saver],
             **loggers(root, kind),
+            **processes,
         )
         trainer.fit(Model(), DataLoader(data, batch_size=8))
         print(saver.output_dir)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 1)
+    fits = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    main(sys.argv[1], sys.argv[2], fits, ddp=sys.argv[4:] == ["ddp"])
