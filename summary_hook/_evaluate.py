@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from summary_hook._histogram import device_histogram, histogram_proto
@@ -35,22 +34,6 @@ __all__ = [
 
 _HOST = torch.device("cpu")
 _HOST_FLOATS = (torch.float32, torch.float64)
-
-
-#: The ``Event`` around each ``Summary`` of the latest evaluation (in any thread), by the
-#: summary's id. The entry keeps the summary alive, so the id cannot name another object.
-_latest_events: dict[int, tuple[Summary, Event]] = {}
-
-
-def event_holding(summary: Summary) -> Event | None:
-    """The ``Event`` that the latest :func:`evaluate` built around ``summary``, or None.
-
-    Writing that event, rather than a new one holding a copy, saves copying every value.
-    A miss (an older evaluation, another thread's, a summary made elsewhere) is always
-    safe: the caller builds the event itself.
-    """
-    entry = _latest_events.get(id(summary))
-    return entry[1] if entry is not None and entry[0] is summary else None
 
 
 class SummaryEvaluationError(RuntimeError):
@@ -247,9 +230,8 @@ _call: Callable[[Callable[[], Any]], Any] = getattr(operator, "call", _call_pyth
 def _forget_plans_in_child() -> None:
     # A fork while another thread held a plan's lock would leave the child a lock that
     # nobody releases; the child makes its plans afresh.
-    global _latest_events, _generation
+    global _generation
     _generation += 1
-    _latest_events = {}
 
 
 os.register_at_fork(after_in_child=_forget_plans_in_child)
@@ -302,14 +284,11 @@ def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None) -> Any:
     finally:
         if grad_was_enabled:
             torch._C._set_grad_enabled(True)
-    global _latest_events
     results: dict[int, Summary] = {}
-    events: dict[int, tuple[Summary, Event]] = {}
     for op, indices, pick, template, values in zip(
         ops, plan.op_numbers, plan.op_pick, plan.templates, plan.template_values, strict=True
     ):
-        event = Event()
-        summary = event.summary  # built in place, so a writer need not copy it into an Event
+        summary = Summary()
         if pick is not None:  # scalars only: fill the template in place, then copy it
             with plan.lock:
                 for value, number in zip(values, pick(numbers), strict=True):
@@ -324,8 +303,6 @@ def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None) -> Any:
                 else:
                     value.histo.CopyFrom(number)
         results[id(op)] = summary
-        events[id(summary)] = (summary, event)
-    _latest_events = events
     return _rebuild(fetches, results)
 
 

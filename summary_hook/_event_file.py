@@ -141,17 +141,23 @@ class EventFileWriter:
     # --- producer side -------------------------------------------------------------
 
     def add_event(self, event: Event) -> None:
-        """Frame ``event`` now and queue it; blocks while ``max_queue`` events wait.
+        """Serialize ``event`` and :meth:`add_serialized` it.
 
-        The event is serialized in the caller, so changing it afterwards changes
-        nothing written, and the worker thread only writes bytes. Nothing is dropped.
+        Serialized in the caller, so changing the event afterwards changes nothing written.
+        """
+        self.add_serialized(event.SerializeToString())
+
+    def add_serialized(self, event: bytes) -> None:
+        """Frame a serialized ``Event`` now and queue it; blocks while ``max_queue`` wait.
+
+        The worker thread only writes bytes.
 
         Raises:
             RuntimeError: If the writer is closed or belongs to another process.
             WriterError: If the worker failed on an earlier event.
         """
         self._check_usable()
-        record = encode_record(event.SerializeToString())
+        record = encode_record(event)
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"event file {self.path!r} is closed")

@@ -165,8 +165,8 @@ class SummarySaverHook(SessionRunHook):
             results = run_values.results
             if results is not None and "summary" in results:
                 add = (
-                    writer._add_summary_without_metadata
-                    if type(writer) is FileWriter
+                    writer.add_evaluated_summary
+                    if isinstance(writer, FileWriter)
                     else writer.add_summary
                 )
                 summaries = results["summary"]

@@ -17,8 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from summary_hook._evaluate import event_holding
 from summary_hook._event_file import EventFileWriter, flush_all_writers
+from summary_hook._records import summary_event
 
 __all__ = [
     "FileWriter",
@@ -96,7 +96,8 @@ class FileWriter:
     def add_summary(self, summary: Summary | bytes, global_step: int | None = None) -> None:
         """Write ``summary`` (a ``Summary`` or its serialized bytes) at ``global_step``.
 
-        As in TensorFlow, only the first value of each tag keeps its ``metadata``.
+        As in TensorFlow, only the first value of each tag keeps its ``metadata``; the
+        caller's summary is not changed.
 
         Raises:
             TypeError: If ``summary`` is neither a ``Summary`` nor bytes.
@@ -106,16 +107,19 @@ class FileWriter:
             summary = Summary.FromString(summary)
         elif not isinstance(summary, Summary):
             raise TypeError(f"summary must be a Summary proto or bytes, got {type(summary)!r}")
-        event = Event(summary=summary)
-        self._strip_repeated_metadata(event.summary)
-        self._add_event(event, global_step)
+        self._add_summary(self._strip_repeated_metadata(summary), global_step)
 
-    def _add_summary_without_metadata(self, summary: Summary, global_step: int) -> None:
-        # For summaries built by ``evaluate``, which never carry metadata: TensorFlow's
-        # first-occurrence rule cannot change them, so the per-value check is skipped,
-        # and the event ``evaluate`` built around the summary is written as it is.
-        event = event_holding(summary)
-        self._add_event(Event(summary=summary) if event is None else event, global_step)
+    def add_evaluated_summary(self, summary: Summary, global_step: int | None = None) -> None:
+        """Write a ``Summary`` that :func:`~summary_hook.evaluate` made, at ``global_step``.
+
+        Such a summary carries no ``metadata``, so TensorFlow's first-occurrence rule,
+        which :meth:`add_summary` checks value by value, cannot change it and is skipped:
+        for 100 scalars the check takes longer than writing them.
+
+        Raises:
+            RuntimeError: If the writer is closed.
+        """
+        self._add_summary(summary, global_step)
 
     def add_session_log(self, session_log: SessionLog, global_step: int | None = None) -> None:
         """Write ``session_log`` (for example ``SessionLog(status=SessionLog.START)``).
@@ -173,6 +177,10 @@ class FileWriter:
             event.step = int(step)
         self._live().add_event(event)
 
+    def _add_summary(self, summary: Summary, step: int | None) -> None:
+        data = summary.SerializeToString()
+        self._live().add_serialized(summary_event(time.time(), step, data))
+
     def _live(self) -> EventFileWriter:
         events = self._events
         if events is None:
@@ -181,14 +189,20 @@ class FileWriter:
             )
         return events
 
-    def _strip_repeated_metadata(self, summary: Summary) -> None:
-        for value in summary.value:
+    def _strip_repeated_metadata(self, summary: Summary) -> Summary:
+        """``summary``, or a copy without the metadata of the tags seen before."""
+        stripped = summary
+        for index, value in enumerate(summary.value):
             if value.HasField("metadata"):
                 with self._lock:
-                    if value.tag in self._seen_tags:
-                        value.ClearField("metadata")
-                    else:
+                    if value.tag not in self._seen_tags:
                         self._seen_tags.add(value.tag)
+                        continue
+                if stripped is summary:
+                    stripped = Summary()
+                    stripped.CopyFrom(summary)
+                stripped.value[index].ClearField("metadata")
+        return stripped
 
     def __repr__(self) -> str:
         return f"FileWriter({self._logdir!r}, path={self.path!r})"

@@ -104,14 +104,15 @@ def test_events_carry_step_and_wall_time(tmp_path):
 
 def test_only_the_first_value_of_a_tag_keeps_its_metadata(tmp_path):
     writer = sh.FileWriter(str(tmp_path))
+    summary = scalar_summary("x", 1.0)
+    summary.value[0].metadata.display_name = "X"
     for step in range(2):
-        summary = scalar_summary("x", 1.0)
-        summary.value[0].metadata.display_name = "X"
         writer.add_summary(summary, step)
     writer.close()
     events = read_events(event_files(str(tmp_path))[0])[1:]
     assert events[0].summary.value[0].HasField("metadata")
     assert not events[1].summary.value[0].HasField("metadata")
+    assert summary.value[0].metadata.display_name == "X"  # the caller's is not changed
 
 
 def test_flush_returns_only_when_everything_before_it_is_on_disk(tmp_path):
@@ -296,7 +297,7 @@ def test_summaries_from_evaluate_are_written_exactly_as_they_read(tmp_path):
     second = sh.evaluate(op)  # ``first`` now comes from an older evaluation
     second.value[1].simple_value = 7.0  # what a hook may do before writing
     for step, summary in ((1, second), (2, first), (3, scalar_summary("c", 3.0))):
-        writer._add_summary_without_metadata(summary, step)
+        writer.add_evaluated_summary(summary, step)
     path = writer.path
     writer.close()
     events = read_events(path)[1:]
