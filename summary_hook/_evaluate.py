@@ -56,22 +56,13 @@ def summary_ops_in(fetches: Any) -> list[SummaryOp]:
 
 
 def _collect(fetches: Any, ops: list[SummaryOp]) -> None:
-    kind = type(fetches)  # exact types first: this walk runs on every due step
-    if kind is SummaryOp:
+    if isinstance(fetches, SummaryOp):
         ops.append(fetches)
-    elif kind is dict:
-        for item in fetches.values():
-            _collect(item, ops)
-    elif kind is list or kind is tuple:
-        for item in fetches:
-            _collect(item, ops)
-    elif isinstance(fetches, SummaryOp):
-        ops.append(fetches)
-    elif isinstance(fetches, (list, tuple)):
-        for item in fetches:
-            _collect(item, ops)
     elif isinstance(fetches, Mapping):
         for item in fetches.values():
+            _collect(item, ops)
+    elif isinstance(fetches, (list, tuple)):
+        for item in fetches:
             _collect(item, ops)
     elif fetches is not None:
         raise TypeError(
@@ -81,21 +72,14 @@ def _collect(fetches: Any, ops: list[SummaryOp]) -> None:
 
 
 def _rebuild(fetches: Any, results: dict[int, Summary]) -> Any:
-    kind = type(fetches)
-    if kind is SummaryOp:
-        return results[id(fetches)]
-    if kind is dict:
-        return {key: _rebuild(item, results) for key, item in fetches.items()}
-    if kind is list:
-        return [_rebuild(item, results) for item in fetches]
     if isinstance(fetches, SummaryOp):
         return results[id(fetches)]
+    if isinstance(fetches, Mapping):
+        return {key: _rebuild(item, results) for key, item in fetches.items()}
     if isinstance(fetches, list):
         return [_rebuild(item, results) for item in fetches]
     if isinstance(fetches, tuple):
         return tuple(_rebuild(item, results) for item in fetches)
-    if isinstance(fetches, Mapping):
-        return {key: _rebuild(item, results) for key, item in fetches.items()}
     return None
 
 
@@ -116,7 +100,6 @@ class _Plan:
     leaves: tuple[Leaf, ...]
     functions: tuple[Callable[..., Any], ...]
     takes_output: tuple[bool, ...]
-    output_free: bool  # no function takes the step's output
     scalar_slots: tuple[int, ...]
     histogram_slots: tuple[int, ...]
     op_numbers: tuple[tuple[int, ...], ...]
@@ -205,7 +188,6 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> _Plan:
         leaves=tuple(leaves),
         functions=tuple(leaf.fn for leaf in leaves),
         takes_output=tuple(leaf.takes_output for leaf in leaves),
-        output_free=not any(leaf.takes_output for leaf in leaves),
         scalar_slots=tuple(scalar_slots),
         histogram_slots=tuple(histogram_slots),
         op_numbers=op_numbers,
@@ -218,13 +200,6 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> _Plan:
         lock=threading.Lock(),
         generation=_generation,
     )
-
-
-def _call_python_310(fn: Callable[[], Any]) -> Any:
-    return fn()
-
-
-_call: Callable[[Callable[[], Any]], Any] = getattr(operator, "call", _call_python_310)
 
 
 def _forget_plans_in_child() -> None:
@@ -264,26 +239,8 @@ def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None) -> Any:
     if not ops:
         return _rebuild(fetches, {})
     plan = plan_for(ops, plans)
-    raw: list[Any] = []
-    grad_was_enabled = torch.is_grad_enabled()
-    if grad_was_enabled:  # what torch.no_grad() does, without its two objects per step
-        torch._C._set_grad_enabled(False)
-    try:
-        if plan.output_free:
-            # The loop runs in C; list.extend keeps what it got before a function raised,
-            # so len(raw) still names the function that did.
-            raw.extend(map(_call, plan.functions))
-        else:
-            append = raw.append
-            for fn, takes_output in zip(plan.functions, plan.takes_output, strict=True):
-                append(fn(output) if takes_output else fn())
-    except Exception as error:
-        raise SummaryEvaluationError(plan.leaves[len(raw)].tag, error) from error
-    else:
-        numbers = _to_host(plan, raw)
-    finally:
-        if grad_was_enabled:
-            torch._C._set_grad_enabled(True)
+    with torch.no_grad():
+        numbers = _to_host(plan, _call_functions(plan, output))
     results: dict[int, Summary] = {}
     for op, indices, pick, template, values in zip(
         ops, plan.op_numbers, plan.op_pick, plan.templates, plan.template_values, strict=True
@@ -304,6 +261,17 @@ def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None) -> Any:
                     value.histo.CopyFrom(number)
         results[id(op)] = summary
     return _rebuild(fetches, results)
+
+
+def _call_functions(plan: _Plan, output: Any) -> list[Any]:
+    """Call each function once, in order; those that take an argument get ``output``."""
+    raw: list[Any] = []
+    for fn, takes_output, leaf in zip(plan.functions, plan.takes_output, plan.leaves, strict=True):
+        try:
+            raw.append(fn(output) if takes_output else fn())
+        except Exception as error:
+            raise SummaryEvaluationError(leaf.tag, error) from error
+    return raw
 
 
 class _DeviceBatch:
