@@ -40,9 +40,9 @@ from summary_hook._evaluate import PlanCache
 from summary_hook._hooks import SessionRunArgs, SessionRunContext, SessionRunHook
 from summary_hook._ops import SummaryOp
 from summary_hook._restarts import ledger_for, mark_restart
+from summary_hook._run import call_after_run, call_before_run
 from summary_hook._run_dirs import close_run, run_writer
 from summary_hook._scaffold import Scaffold
-from summary_hook._session import call_after_run, call_before_run
 from summary_hook._summary_saver import SummarySaverHook, check_summary_source
 from summary_hook._timer import SecondOrStepTimer
 from summary_hook._writer import (

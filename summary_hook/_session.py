@@ -5,25 +5,19 @@ Not thread-safe: one session belongs to one training loop.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from summary_hook._evaluate import PlanCache, evaluate_with
-from summary_hook._hooks import (
-    SessionRunArgs,
-    SessionRunContext,
-    SessionRunHook,
-    SessionRunValues,
-)
+from summary_hook._evaluate import PlanCache
+from summary_hook._hooks import SessionRunArgs, SessionRunContext, SessionRunHook
+from summary_hook._run import call_after_run, call_before_run
 from summary_hook._scaffold import Scaffold
 from summary_hook._writer import flush_after_failure
 
-__all__ = ["MonitoredSession", "StepSession", "call_after_run", "call_before_run"]
+__all__ = ["MonitoredSession", "StepSession"]
 
 T = TypeVar("T")
-_NO_RESULTS = SessionRunValues(None)
 
 
 class StepSession:
@@ -44,39 +38,26 @@ class StepSession:
         11
     """
 
-    __slots__ = ("global_step",)
-
-    def __new__(cls, global_step: int | Callable[[], int] = 0) -> StepSession:
-        if cls is StepSession and callable(global_step):
-            return object.__new__(_ReadStepSession)
-        return object.__new__(cls)
+    __slots__ = ("_read", "_step")
 
     def __init__(self, global_step: int | Callable[[], int] = 0) -> None:
-        if isinstance(global_step, bool) or not isinstance(global_step, int):
+        if callable(global_step):
+            self._read: Callable[[], int] | None = global_step
+            self._step = 0
+        elif isinstance(global_step, bool) or not isinstance(global_step, int):
             raise TypeError(f"global_step must be an int or a callable, got {global_step!r}")
-        #: The current global step (a plain attribute: hooks read it on every step).
-        self.global_step = global_step
-
-    def advance(self) -> None:
-        """Count one step."""
-        self.global_step += 1
-
-
-class _ReadStepSession(StepSession):
-    """A session whose step is read from a callable; ``advance`` counts nothing."""
-
-    __slots__ = ("_read",)
-
-    def __init__(self, global_step: int | Callable[[], int] = 0) -> None:
-        assert callable(global_step)
-        self._read = global_step
+        else:
+            self._read, self._step = None, global_step
 
     @property
-    def global_step(self) -> int:  # type: ignore[override]
-        return int(self._read())
+    def global_step(self) -> int:
+        """The current global step: counted by :meth:`advance`, or read from the callable."""
+        return self._step if self._read is None else int(self._read())
 
     def advance(self) -> None:
-        pass
+        """Count one step; a step read from a callable moves by itself."""
+        if self._read is None:
+            self._step += 1
 
 
 class MonitoredSession:
@@ -117,13 +98,11 @@ class MonitoredSession:
             raise TypeError(f"scaffold must be a summary_hook.Scaffold, got {scaffold!r}")
         self.scaffold = scaffold or Scaffold()
         self._session = StepSession(global_step)
-        self._counting = not callable(global_step)
         self._indexed_hooks = list(enumerate(self._hooks))
         self._should_stop = False
         self._closed = False
         self._last_fn: Callable[..., Any] | None = None
         self._last_args = SessionRunArgs(None)
-        self._context = SessionRunContext(self._last_args, self._session)
         self._plans = PlanCache()
         for hook in self._hooks:
             hook.begin()
@@ -156,22 +135,12 @@ class MonitoredSession:
             raise RuntimeError("Run called even after should_stop requested.")
         if fn is not self._last_fn:  # the step function rarely changes: reuse its args
             self._last_fn, self._last_args = fn, SessionRunArgs(fn)
-        context = self._context
-        if sys.getrefcount(context) > 3 or context._original_args is not self._last_args:
-            # A hook kept the last context, or the step changed: a fresh one, as usual.
-            context = self._context = SessionRunContext(self._last_args, self._session)
-        else:  # nobody else holds it (this attribute, a local, getrefcount's argument)
-            context._stop_requested = False
+        context = SessionRunContext(self._last_args, self._session)
         requests = call_before_run(self._indexed_hooks, context)
         output = fn(*args, **kwargs)
-        if self._counting:
-            self._session.global_step += 1
-        if requests is None:  # the common, non-due step: skip a call on the hot path
-            for hook in self._hooks:
-                hook.after_run(context, _NO_RESULTS)
-        else:
-            call_after_run(self._indexed_hooks, context, requests, output, self._plans)
-        if context._stop_requested:
+        self._session.advance()
+        call_after_run(self._indexed_hooks, context, requests, output, self._plans)
+        if context.stop_requested:
             self._should_stop = True
         return output
 
@@ -198,60 +167,3 @@ class MonitoredSession:
         self._closed = True  # TensorFlow skips end() here; the data is kept all the same
         flush_after_failure(exc if exc is not None else exc_type())
         return False
-
-
-def call_before_run(
-    indexed_hooks: list[tuple[int, SessionRunHook]], context: SessionRunContext
-) -> dict[int, Any] | None:
-    """Call every hook's ``before_run`` in order; return their fetches by position, or None.
-
-    Shared by every front end, so a hook sees the same protocol everywhere.
-
-    Raises:
-        TypeError: If a ``before_run`` returns something other than ``SessionRunArgs`` or None.
-        ValueError: If a hook asks for ``feed_dict`` or ``options``.
-    """
-    requests: dict[int, Any] | None = None
-    for index, hook in indexed_hooks:
-        request = hook.before_run(context)
-        if request is not None and (fetches := _fetches_of(hook, request)) is not None:
-            if requests is None:
-                requests = {}
-            requests[index] = fetches
-    return requests
-
-
-def call_after_run(
-    indexed_hooks: list[tuple[int, SessionRunHook]],
-    context: SessionRunContext,
-    requests: dict[int, Any] | None,
-    output: Any,
-    plans: PlanCache,
-) -> None:
-    """Evaluate the requested fetches with the step's ``output`` (one host transfer), then
-    call every hook's ``after_run`` in order; hooks that asked for nothing get None.
-
-    ``plans`` is the calling session's, so evaluation plans live no longer than it.
-    """
-    if requests is None:
-        for _, hook in indexed_hooks:
-            hook.after_run(context, _NO_RESULTS)
-        return
-    results = evaluate_with(requests, output, plans)
-    for index, hook in indexed_hooks:
-        hook.after_run(
-            context, SessionRunValues(results[index]) if index in results else _NO_RESULTS
-        )
-
-
-def _fetches_of(hook: SessionRunHook, request: object) -> Any:
-    if not isinstance(request, SessionRunArgs):
-        raise TypeError(
-            f"{type(hook).__name__}.before_run must return SessionRunArgs or None, got {request!r}"
-        )
-    if request.feed_dict is not None or request.options is not None:
-        raise ValueError(
-            f"{type(hook).__name__}.before_run asked for feed_dict={request.feed_dict!r} "
-            f"and options={request.options!r}; PyTorch steps take no feeds or run options"
-        )
-    return request.fetches
