@@ -8,6 +8,7 @@ serialised by :class:`~summary_hook._event_file.EventFileWriter`.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import warnings
@@ -257,11 +258,12 @@ def as_summary_writer(writer: object) -> SummaryWriterLike:
     Raises:
         TypeError: For anything else, naming the type received.
     """
-    module = type(writer).__module__
-    name = type(writer).__name__
-    if name == "SummaryWriter" and module.startswith("torch.utils.tensorboard"):
+    # A writer of either library means its module is imported: look, never import.
+    torch_tensorboard = sys.modules.get("torch.utils.tensorboard")
+    if torch_tensorboard is not None and isinstance(writer, torch_tensorboard.SummaryWriter):
         return _ForeignWriter(writer, None)
-    if name == "SummaryWriter" and module.startswith("tensorboardX"):
+    tensorboardx = sys.modules.get("tensorboardX")
+    if tensorboardx is not None and isinstance(writer, tensorboardx.SummaryWriter):
         from tensorboardX.proto import event_pb2 as tbx_event_pb2
 
         return _ForeignWriter(writer, tbx_event_pb2.Event)

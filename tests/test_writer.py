@@ -256,7 +256,34 @@ def tensorboardx_writer(logdir):
     return SummaryWriter(logdir)
 
 
-@pytest.mark.parametrize("make_writer", [file_writer, torch_writer, tensorboardx_writer])
+def torch_writer_subclass(logdir):
+    from torch.utils.tensorboard import SummaryWriter
+
+    class ProjectWriter(SummaryWriter):  # a user's own writer, built on torch's
+        pass
+
+    return ProjectWriter(logdir)
+
+
+def tensorboardx_writer_subclass(logdir):
+    from tensorboardX import SummaryWriter
+
+    class ProjectWriter(SummaryWriter):
+        pass
+
+    return ProjectWriter(logdir)
+
+
+@pytest.mark.parametrize(
+    "make_writer",
+    [
+        file_writer,
+        torch_writer,
+        tensorboardx_writer,
+        torch_writer_subclass,
+        tensorboardx_writer_subclass,
+    ],
+)
 def test_hook_writes_through_any_supported_writer(tmp_path, make_writer):
     writer = make_writer(str(tmp_path))
     hook = sh.SummarySaverHook(
