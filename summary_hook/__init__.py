@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from summary_hook import _fork  # noqa: F401  (registers what a forked child resets)
 from summary_hook._evaluate import SummaryEvaluationError, evaluate
 from summary_hook._event_file import WriterError
 from summary_hook._hooks import (

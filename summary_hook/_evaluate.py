@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numbers
 import operator
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -202,14 +201,10 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> _Plan:
     )
 
 
-def _forget_plans_in_child() -> None:
-    # A fork while another thread held a plan's lock would leave the child a lock that
-    # nobody releases; the child makes its plans afresh.
+def forget_plans_in_child() -> None:
+    """After a fork: plans made before it are made afresh (see ``_fork``)."""
     global _generation
     _generation += 1
-
-
-os.register_at_fork(after_in_child=_forget_plans_in_child)
 
 
 def evaluate(fetches: Any, output: Any = None) -> Any:

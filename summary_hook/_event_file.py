@@ -382,11 +382,9 @@ def _close_all_at_exit() -> None:
                 print(f"summary_hook: {error}", file=sys.stderr)
 
 
-def _forget_writers_in_child() -> None:
-    # A forked child has the parent's writers but not their threads; it must not
-    # touch the parent's files, so it drops them (their buffers are not flushed).
+def forget_writers_in_child() -> None:
+    """After a fork: the parent's writers are not the child's to flush (see ``_fork``)."""
     _live_writers.clear()
 
 
 atexit.register(_close_all_at_exit)
-os.register_at_fork(after_in_child=_forget_writers_in_child)

@@ -16,7 +16,6 @@ Thread contract: the collections are guarded by ``_lock``; ops are immutable.
 from __future__ import annotations
 
 import inspect
-import os
 import re
 import threading
 import warnings
@@ -45,13 +44,11 @@ _lock = threading.Lock()  # guards _collections
 _collections: dict[str, dict[str, SummaryOp]] = {}
 
 
-def _new_lock_in_child() -> None:
-    # A fork while another thread held the lock would leave the child unable to register.
+def new_lock_in_child() -> None:
+    """After a fork: a fresh lock for the collections (see ``_fork``)."""
     global _lock
     _lock = threading.Lock()
 
-
-os.register_at_fork(after_in_child=_new_lock_in_child)
 
 Kind = Literal["scalar", "histogram"]
 

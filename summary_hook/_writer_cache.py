@@ -85,9 +85,6 @@ def _start_new_file(writer: FileWriter) -> None:
     writer.reopen()
 
 
-def _new_lock_in_child() -> None:
-    # A fork while another thread held the lock would leave the child unable to get a writer.
+def new_lock_in_child() -> None:
+    """After a fork: a fresh lock for the cache (see ``_fork``)."""
     SummaryWriterCache._lock = threading.RLock()
-
-
-os.register_at_fork(after_in_child=_new_lock_in_child)
