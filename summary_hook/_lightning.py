@@ -43,11 +43,10 @@ from summary_hook._restarts import ledger_for, mark_restart
 from summary_hook._run import call_after_run, call_before_run
 from summary_hook._run_dirs import close_run, run_writer
 from summary_hook._scaffold import Scaffold
-from summary_hook._summary_saver import SummarySaverHook, check_summary_source
+from summary_hook._summary_saver import SaverOptions, SummarySaverHook
 from summary_hook._timer import SecondOrStepTimer
 from summary_hook._writer import (
     SummaryWriterLike,
-    as_summary_writer,
     flush_after_failure,
     writer_logdir,
 )
@@ -248,21 +247,15 @@ class SummarySaver(HookCallback):
         scaffold: Scaffold | None = None,
         summary_op: SummaryOp | Sequence[SummaryOp] | None = None,
     ) -> None:
-        if scaffold is not None or summary_op is not None:
-            check_summary_source(scaffold, summary_op)
-        SecondOrStepTimer(every_secs=save_secs, every_steps=save_steps)  # TensorFlow's checks
-        if output_dir is not None and (
-            not isinstance(output_dir, (str, os.PathLike)) or not os.fspath(output_dir)
-        ):
-            raise ValueError(f"output_dir must be a non-empty path, got {output_dir!r}")
-        self._writer: SummaryWriterLike | None = (
-            None if summary_writer is None else as_summary_writer(summary_writer)
+        self._options = SaverOptions.checked(
+            save_steps=save_steps,
+            save_secs=save_secs,
+            output_dir=output_dir,
+            summary_writer=summary_writer,
+            scaffold=scaffold,
+            summary_op=summary_op,
+            complete=False,  # the run gives the destination, the default collection the ops
         )
-        self._save_steps = save_steps
-        self._save_secs = save_secs
-        self._output_dir = output_dir
-        self._summary_op = summary_op
-        self._given_scaffold = scaffold
         self._log_dir: str | None = None  # where this fit's events go, on rank zero
         self._resumed_dir: str | None = None  # where the resumed checkpoint's run wrote
         self._resumed: tuple[int, list[bytes]] | None = None  # what it wrote at its step
@@ -271,7 +264,7 @@ class SummarySaver(HookCallback):
         self._state_key = self._generate_state_key(
             save_steps=save_steps,
             save_secs=save_secs,
-            output_dir=None if output_dir is None else os.fspath(output_dir),
+            output_dir=self._options.output_dir,
             summary_op=None if summary_op is None else repr(summary_op),
         )
 
@@ -284,30 +277,31 @@ class SummarySaver(HookCallback):
     @property
     def output_dir(self) -> str | None:
         """Where events go: the directory given, else resolved when training starts."""
-        if self._log_dir is not None:
-            return self._log_dir
-        return None if self._output_dir is None else os.fspath(self._output_dir)
+        return self._log_dir if self._log_dir is not None else self._options.output_dir
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
             # A fresh scaffold per fit, so ops re-registered in a notebook are picked up.
-            self._scaffold = self._given_scaffold or Scaffold()
+            self._scaffold = self._options.scaffold or Scaffold()
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The hook is made here, not at on_fit_start: some strategies (FSDP, model
         # parallel) restore a checkpoint's callback state, and with it the directory of
         # the resumed run, only after on_fit_start.
+        options = self._options
+        timer = None
+        if options.save_secs is not None and trainer.world_size > 1:
+            timer = _BroadcastTimer(options.save_secs, trainer.strategy)
         hook = SummarySaverHook(
-            save_steps=self._save_steps,
-            save_secs=self._save_secs,
+            save_steps=options.save_steps,
+            save_secs=options.save_secs,
             summary_writer=self._rank_writer(trainer),
-            scaffold=None if self._summary_op is not None else self._scaffold,
-            summary_op=self._summary_op,
+            scaffold=None if options.summary_op is not None else self._scaffold,
+            summary_op=options.summary_op,
+            timer=timer,
         )
-        if self._save_secs is not None and trainer.world_size > 1:
-            hook._timer = _BroadcastTimer(self._save_secs, trainer.strategy)
         self._hook = hook
         self._set_hooks([hook])
         hook.begin()
@@ -357,9 +351,9 @@ class SummarySaver(HookCallback):
         """The writer of this rank: rank zero's destination, a discarding one elsewhere."""
         if not trainer.is_global_zero:
             return _DiscardWriter()
-        writer = self._writer
-        if writer is None and self._output_dir is not None:
-            writer = SummaryWriterCache.get(self._output_dir)
+        writer = self._options.summary_writer
+        if writer is None and self._options.output_dir is not None:
+            writer = SummaryWriterCache.get(self._options.output_dir)
         if writer is None:
             run = run_writer(trainer, self._resumed_dir)
             self._log_dir, writer = run.log_dir, run.writer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tensorboard.compat.proto.summary_pb2 import Summary
@@ -22,18 +23,72 @@ from summary_hook._timer import SecondOrStepTimer
 from summary_hook._writer import FileWriter, SummaryWriterLike, as_summary_writer
 from summary_hook._writer_cache import SummaryWriterCache
 
-__all__ = ["SummarySaverHook", "check_summary_source"]
+__all__ = ["SaverOptions", "SummarySaverHook"]
 
 
-def check_summary_source(
+@dataclass(frozen=True)
+class SaverOptions:
+    """``SummarySaverHook``'s arguments, checked once: the hook's, and ``SummarySaver``'s.
+
+    Made by :meth:`checked`. ``SummarySaver`` checks its arguments with
+    ``complete=False``: it may leave out the summary source (the default collection)
+    and the destination (the run's), which it fills in when a fit starts.
+    """
+
+    save_steps: int | None = None
+    save_secs: float | None = None
+    output_dir: str | None = None
+    summary_writer: SummaryWriterLike | None = None
+    scaffold: Scaffold | None = None
+    summary_op: SummaryOp | Sequence[SummaryOp] | None = None
+
+    @classmethod
+    def checked(
+        cls,
+        *,
+        save_steps: int | None,
+        save_secs: float | None,
+        output_dir: str | os.PathLike[str] | None,
+        summary_writer: Any,
+        scaffold: Scaffold | None,
+        summary_op: SummaryOp | Sequence[SummaryOp] | None,
+        complete: bool = True,
+    ) -> SaverOptions:
+        """Check the arguments in TensorFlow's order, with its messages, then ours.
+
+        Raises:
+            ValueError: If both or neither of ``scaffold`` and ``summary_op`` is given
+                (neither is allowed when not ``complete``); if both or neither of
+                ``save_steps`` and ``save_secs``; if ``output_dir`` is empty; if
+                ``complete`` and neither ``output_dir`` nor ``summary_writer`` is given.
+            TypeError: If an argument has the wrong type.
+        """
+        if complete or scaffold is not None or summary_op is not None:
+            _check_summary_source(scaffold, summary_op)
+        SecondOrStepTimer(every_secs=save_secs, every_steps=save_steps)  # its checks
+        if complete and output_dir is None and summary_writer is None:
+            raise ValueError(
+                "SummarySaverHook needs output_dir or summary_writer; with neither it "
+                "would evaluate the summary ops on every step and write nothing"
+            )
+        if output_dir is not None and (
+            not isinstance(output_dir, (str, os.PathLike)) or not os.fspath(output_dir)
+        ):
+            raise ValueError(f"output_dir must be a non-empty path, got {output_dir!r}")
+        return cls(
+            save_steps=save_steps,
+            save_secs=save_secs,
+            output_dir=None if output_dir is None else os.fspath(output_dir),
+            summary_writer=None if summary_writer is None else as_summary_writer(summary_writer),
+            scaffold=scaffold,
+            summary_op=summary_op,
+        )
+
+
+def _check_summary_source(
     scaffold: Scaffold | None, summary_op: SummaryOp | Sequence[SummaryOp] | None
 ) -> None:
-    """TensorFlow's first check: exactly one of ``scaffold`` and ``summary_op``.
-
-    Raises:
-        ValueError: If both or neither is given (TensorFlow's message).
-        TypeError: If either has the wrong type.
-    """
+    """TensorFlow's first check: exactly one of ``scaffold`` and ``summary_op``."""
     if (scaffold is None) == (summary_op is None):
         raise ValueError("Exactly one of scaffold or summary_op must be provided.")
     if scaffold is not None and not isinstance(scaffold, Scaffold):
@@ -69,6 +124,9 @@ class SummarySaverHook(SessionRunHook):
             object with ``add_summary``, ``add_session_log`` and ``flush``).
         scaffold: A :class:`Scaffold` whose ``summary_op`` is used.
         summary_op: A summary op or a list of them.
+        timer: Decides when a step is due, in place of
+            ``SecondOrStepTimer(save_secs, save_steps)`` (whose checks still apply):
+            the Lightning front end passes one on which every DDP rank agrees.
 
     Raises:
         ValueError: If both or neither of ``scaffold`` and ``summary_op`` is given, if
@@ -92,24 +150,22 @@ class SummarySaverHook(SessionRunHook):
         summary_writer: Any = None,
         scaffold: Scaffold | None = None,
         summary_op: SummaryOp | Sequence[SummaryOp] | None = None,
+        *,
+        timer: SecondOrStepTimer | None = None,
     ) -> None:
-        check_summary_source(scaffold, summary_op)
-        self._timer = SecondOrStepTimer(every_secs=save_secs, every_steps=save_steps)
-        if output_dir is None and summary_writer is None:
-            raise ValueError(
-                "SummarySaverHook needs output_dir or summary_writer; with neither it "
-                "would evaluate the summary ops on every step and write nothing"
-            )
-        if output_dir is not None and (
-            not isinstance(output_dir, (str, os.PathLike)) or not os.fspath(output_dir)
-        ):
-            raise ValueError(f"output_dir must be a non-empty path, got {output_dir!r}")
-        self._summary_op = summary_op
-        self._scaffold = scaffold
-        self._output_dir = output_dir
-        self._summary_writer: SummaryWriterLike | None = (
-            None if summary_writer is None else as_summary_writer(summary_writer)
+        options = SaverOptions.checked(
+            save_steps=save_steps,
+            save_secs=save_secs,
+            output_dir=output_dir,
+            summary_writer=summary_writer,
+            scaffold=scaffold,
+            summary_op=summary_op,
         )
+        self._timer = timer or SecondOrStepTimer(every_secs=save_secs, every_steps=save_steps)
+        self._summary_op = options.summary_op
+        self._scaffold = options.scaffold
+        self._output_dir = options.output_dir
+        self._summary_writer = options.summary_writer
         self._next_step: int | None = None
         self._stale_step = 0
         self._request_summary = False
