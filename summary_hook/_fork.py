@@ -9,14 +9,14 @@ is such a child. So a child:
 - gets fresh locks for the op collections and the writer cache, which another thread
   of the parent may have held at the fork and nobody in the child would release;
 - makes its evaluation plans afresh, since a plan's template lock may have been held
-  the same way (``_evaluate``).
+  the same way (``_plans``).
 """
 
 from __future__ import annotations
 
 import os
 
-from summary_hook import _evaluate, _event_file, _ops, _writer_cache
+from summary_hook import _event_file, _ops, _plans, _writer_cache
 
 __all__: list[str] = []
 
@@ -25,7 +25,7 @@ def _after_fork_in_child() -> None:
     _event_file.forget_writers_in_child()
     _ops.new_lock_in_child()
     _writer_cache.new_lock_in_child()
-    _evaluate.forget_plans_in_child()
+    _plans.forget_plans_in_child()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

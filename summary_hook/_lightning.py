@@ -36,9 +36,9 @@ import lightning.pytorch as pl
 from tensorboard.compat.proto.summary_pb2 import Summary
 from typing_extensions import override
 
-from summary_hook._evaluate import PlanCache
 from summary_hook._hooks import SessionRunArgs, SessionRunContext, SessionRunHook
 from summary_hook._ops import SummaryOp
+from summary_hook._plans import PlanCache
 from summary_hook._restarts import ledger_for, mark_restart
 from summary_hook._run import call_after_run, call_before_run
 from summary_hook._run_dirs import close_run, run_writer

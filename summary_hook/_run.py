@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from summary_hook._evaluate import PlanCache, evaluate_with
+from summary_hook._evaluate import evaluate_with
 from summary_hook._hooks import SessionRunArgs, SessionRunContext, SessionRunHook, SessionRunValues
+from summary_hook._plans import PlanCache
 
 __all__ = ["call_after_run", "call_before_run"]
 

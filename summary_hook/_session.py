@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from summary_hook._evaluate import PlanCache
 from summary_hook._hooks import SessionRunArgs, SessionRunContext, SessionRunHook
+from summary_hook._plans import PlanCache
 from summary_hook._run import call_after_run, call_before_run
 from summary_hook._scaffold import Scaffold
 from summary_hook._writer import flush_after_failure

@@ -1,0 +1,146 @@
+"""Evaluation plans: what evaluating a tuple of ops works out once, and where it is kept.
+
+A plan deduplicates the ops' leaves, says where each value goes, and holds a template
+``Summary`` per op. It holds the ops' functions, and through them the user's model, so it
+lives on the op (one op) or in the session that evaluates (several ops): never in a
+global table, which would keep the model alive.
+"""
+
+from __future__ import annotations
+
+import operator
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tensorboard.compat.proto.summary_pb2 import Summary
+
+from summary_hook._ops import Leaf, SummaryOp
+
+__all__ = ["Plan", "PlanCache", "forget_plans_in_child", "plan_for"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to evaluate one tuple of ops, worked out once and kept (see :func:`plan_for`).
+
+    Leaves are deduplicated in order of first appearance. Their host values are kept in
+    one list, ``numbers``: the scalars (in ``scalar_slots`` order), then the histograms
+    (in ``histogram_slots`` order); ``op_numbers`` says where each op's values are.
+
+    Each op has a template ``Summary`` with its tags. An op of scalars only is filled
+    in place through ``template_values``, references to the template's values kept
+    alive so that filling creates no Python objects, and then copied out; ``lock``
+    keeps two threads from filling one template at once.
+    """
+
+    leaves: tuple[Leaf, ...]
+    functions: tuple[Callable[..., Any], ...]
+    takes_output: tuple[bool, ...]
+    scalar_slots: tuple[int, ...]
+    histogram_slots: tuple[int, ...]
+    op_numbers: tuple[tuple[int, ...], ...]
+    op_pick: tuple[Callable[[list[Any]], Sequence[Any]] | None, ...]
+    templates: tuple[Summary, ...]
+    template_values: tuple[tuple[Any, ...], ...]
+    lock: threading.Lock
+    generation: int  # the ``_generation`` it was made in
+
+
+def _picker(indices: tuple[int, ...]) -> Callable[[list[Any]], Sequence[Any]]:
+    """A fast way to take ``numbers[i] for i in indices``."""
+    if indices == tuple(range(indices[0], indices[0] + len(indices))):
+        return operator.itemgetter(slice(indices[0], indices[0] + len(indices)))
+    return operator.itemgetter(*indices)  # two or more indices: returns a tuple
+
+
+#: Counts the forks this process came from. A plan made before a fork may carry a lock
+#: that another thread of the parent held at that moment, so the child makes it afresh.
+_generation = 0
+
+
+#: How many plans for tuples of several ops a :class:`PlanCache` keeps.
+_PLAN_CACHE_SIZE = 16
+
+
+class PlanCache:
+    """Plans for the tuples of several ops that one session evaluates.
+
+    A session (``MonitoredSession``, the Lightning callback) owns one, so the plans,
+    and the functions they hold, go when the session goes.
+    """
+
+    def __init__(self) -> None:
+        self._plans: dict[tuple[SummaryOp, ...], Plan] = {}
+
+    def plan(self, ops: tuple[SummaryOp, ...]) -> Plan:
+        """The plan of ``ops``, made on first use."""
+        plan = self._plans.get(ops)
+        return self.replace(ops) if plan is None else plan
+
+    def replace(self, ops: tuple[SummaryOp, ...]) -> Plan:
+        """A new plan of ``ops``, kept in place of any earlier one."""
+        if len(self._plans) >= _PLAN_CACHE_SIZE:
+            self._plans.clear()  # the ops of a session rarely change: start afresh
+        plan = self._plans[ops] = _make_plan(ops)
+        return plan
+
+
+def plan_for(ops: tuple[SummaryOp, ...], plans: PlanCache | None = None) -> Plan:
+    """The plan of ``ops``: kept on a single op, in ``plans`` for several, else made now.
+
+    A plan holds the ops' functions, and through them the user's model; the model may
+    in turn reach the op (a Lightning module, its trainer, a callback, its summary op).
+    So plans live on the op or in the session they serve, never in a global table: a
+    table, even a weakly keyed one, would keep that whole cycle alive.
+    """
+    if len(ops) == 1:
+        cache = ops[0]._cache
+        plan = cache.get("plan")
+        if plan is None or plan.generation != _generation:
+            plan = cache["plan"] = _make_plan(ops)
+        return plan
+    if plans is None:
+        return _make_plan(ops)
+    plan = plans.plan(ops)
+    if plan.generation != _generation:
+        plan = plans.replace(ops)
+    return plan
+
+
+def _make_plan(ops: tuple[SummaryOp, ...]) -> Plan:
+    slot_of: dict[int, int] = {}
+    leaves: list[Leaf] = []
+    for op in ops:
+        for leaf in op.leaves:
+            if id(leaf) not in slot_of:
+                slot_of[id(leaf)] = len(leaves)
+                leaves.append(leaf)
+    scalar_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "scalar"]
+    histogram_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "histogram"]
+    number_of = {slot: n for n, slot in enumerate(scalar_slots + histogram_slots)}
+    op_numbers = tuple(tuple(number_of[slot_of[id(leaf)]] for leaf in op.leaves) for op in ops)
+    templates = tuple(Summary(value=[Summary.Value(tag=tag) for tag in op.tags]) for op in ops)
+    return Plan(
+        leaves=tuple(leaves),
+        functions=tuple(leaf.fn for leaf in leaves),
+        takes_output=tuple(leaf.takes_output for leaf in leaves),
+        scalar_slots=tuple(scalar_slots),
+        histogram_slots=tuple(histogram_slots),
+        op_numbers=op_numbers,
+        op_pick=tuple(
+            _picker(numbers) if all(leaf.kind == "scalar" for leaf in op.leaves) else None
+            for op, numbers in zip(ops, op_numbers, strict=True)
+        ),
+        templates=templates,
+        template_values=tuple(tuple(template.value) for template in templates),
+        lock=threading.Lock(),
+        generation=_generation,
+    )
+
+
+def forget_plans_in_child() -> None:
+    """After a fork: plans made before it are made afresh (see ``_fork``)."""
+    global _generation
+    _generation += 1

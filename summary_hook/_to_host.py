@@ -1,0 +1,181 @@
+"""Values of a due step to the host: one transfer per device.
+
+Every scalar of a device is stacked on it, and every histogram is counted on it; the
+scalars and the counts and statistics then cross to the host in one copy, and are
+turned into floats and ``HistogramProto``s there. Values are checked here, each error
+naming its tag.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+
+from summary_hook._histogram import device_histogram, histogram_proto
+from summary_hook._plans import Plan
+
+__all__ = ["to_host"]
+
+_HOST = torch.device("cpu")
+_HOST_FLOATS = (torch.float32, torch.float64)
+
+
+class _DeviceBatch:
+    """What one device sends to the host: stacked scalars, then histogram results."""
+
+    def __init__(self) -> None:
+        self.scalars: torch.Tensor | None = None  # 1-D, any real dtype
+        self.scalar_numbers: list[int] = []  # where each stacked scalar goes in ``numbers``
+        self.histograms: list[tuple[int, int, torch.Tensor]] = []  # (number, numel, result)
+
+    def unpack_to(self, numbers: list[Any]) -> None:
+        """Copy everything to the host at once and store each value in ``numbers``."""
+        parts = [] if self.scalars is None else [self.scalars]
+        parts.extend(result for _, _, result in self.histograms)
+        flat = parts[0] if len(parts) == 1 else torch.cat(parts)
+        host = _copy_to_host(flat)
+        count = len(self.scalar_numbers)
+        if count:
+            values = (host if not self.histograms else host[:count]).tolist()
+            if self.scalar_numbers[0] == 0 and self.scalar_numbers[-1] == count - 1:
+                numbers[:count] = values  # the common case: every scalar came from here
+            else:
+                for index, number in zip(self.scalar_numbers, values, strict=True):
+                    numbers[index] = number
+        if self.histograms:
+            array = host.numpy()
+            offset = count
+            for index, numel, result in self.histograms:
+                size = result.numel()
+                numbers[index] = histogram_proto(array[offset : offset + size], numel)
+                offset += size
+
+
+def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
+    """The values of a due step on the host, in the plan's ``numbers`` order."""
+    scalars = raw if not plan.histogram_slots else [raw[slot] for slot in plan.scalar_slots]
+    stacked = _stack_one_device(scalars) if scalars else None
+    if stacked is not None and not plan.histogram_slots:
+        return _copy_to_host(stacked).tolist()  # the common case: scalars of one device
+    numbers: list[Any] = [None] * len(raw)
+    batches: dict[torch.device, _DeviceBatch] = {}
+    if stacked is not None:
+        batch = batches[stacked.device] = _DeviceBatch()
+        batch.scalars, batch.scalar_numbers = stacked, list(range(len(scalars)))
+    elif scalars:
+        for device, part, indices in _group_scalars(plan, scalars, numbers):
+            batch = batches.setdefault(device, _DeviceBatch())
+            batch.scalars, batch.scalar_numbers = part, indices
+    for index, slot in enumerate(plan.histogram_slots, start=len(scalars)):
+        tensor = _histogram_value(plan.leaves[slot].tag, raw[slot])
+        if tensor.numel() == 0:
+            numbers[index] = histogram_proto(np.empty(0), 0)
+        else:
+            batch = batches.setdefault(tensor.device, _DeviceBatch())
+            batch.histograms.append((index, tensor.numel(), device_histogram(tensor)))
+    for batch in batches.values():
+        batch.unpack_to(numbers)
+    return numbers
+
+
+def _group_scalars(
+    plan: Plan, scalars: list[Any], numbers: list[Any]
+) -> list[tuple[torch.device, torch.Tensor, list[int]]]:
+    """The scalars that do not stack as one: check each, then concatenate per device.
+
+    Python and numpy numbers go straight into ``numbers``. Dtypes are left as they are;
+    conversion to float happens on the host, after the one copy.
+    """
+    groups: dict[torch.device, tuple[list[torch.Tensor], list[int]]] = {}
+    for index, (slot, value) in enumerate(zip(plan.scalar_slots, scalars, strict=True)):
+        checked = _scalar_value(plan.leaves[slot].tag, value)  # raises the precise error
+        if isinstance(checked, float):
+            numbers[index] = checked
+        else:
+            group = groups.setdefault(checked.device, ([], []))
+            group[0].append(checked.reshape(1))
+            group[1].append(index)
+    return [(device, torch.cat(parts), indices) for device, (parts, indices) in groups.items()]
+
+
+def _stack_one_device(values: list[Any]) -> torch.Tensor | None:
+    """``values`` as one 1-D tensor when all are one-element real tensors on one device
+    and of one shape (the common case), else None; no value is read."""
+    try:
+        stacked = torch.stack(values)
+    except (TypeError, RuntimeError):
+        return None
+    if stacked.numel() != len(values) or stacked.dtype.is_complex or stacked.is_meta:
+        return None
+    return stacked if stacked.dim() == 1 else stacked.reshape(-1)
+
+
+def _copy_to_host(flat: torch.Tensor) -> torch.Tensor:
+    """The one device-to-host copy of a due step, as a float tensor.
+
+    It is a copy on the CPU too, so it is one visible, countable transfer everywhere.
+    Dtype conversions happen after it, on the host.
+    """
+    host = flat.to(_HOST, copy=True)
+    return host if host.dtype in _HOST_FLOATS else host.to(torch.float64)
+
+
+_NONE_HINT = (
+    "; a parameter's .grad is None until a backward pass reaches it (a frozen layer, "
+    "a parameter outside the loss, or a step before the first backward)"
+)
+
+
+def _scalar_value(tag: str, value: Any) -> float | torch.Tensor:
+    """A Python float, or a one-element real tensor left on its device."""
+    if isinstance(value, torch.Tensor):
+        _check_real_tensor(tag, "scalar", value)
+        if value.numel() != 1:
+            raise ValueError(
+                f"scalar {tag!r} must have exactly one element, got a tensor of shape "
+                f"{tuple(value.shape)}"
+            )
+        return value.detach()
+    if isinstance(value, (np.ndarray, np.generic)):
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"scalar {tag!r} must be real, got a numpy {value.dtype} value")
+        if value.size != 1:
+            raise ValueError(
+                f"scalar {tag!r} must have exactly one element, got an array of shape {value.shape}"
+            )
+        return float(value.reshape(()))
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if value is None:
+        raise TypeError(f"scalar {tag!r}: its function returned None{_NONE_HINT}")
+    raise TypeError(
+        f"scalar {tag!r} must be a real number or a one-element tensor, got {value!r} "
+        f"of type {type(value).__name__}"
+    )
+
+
+def _histogram_value(tag: str, value: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        _check_real_tensor(tag, "histogram", value)
+        return value
+    if value is None:
+        raise TypeError(f"histogram {tag!r}: its function returned None{_NONE_HINT}")
+    try:
+        array = np.asarray(value)
+    except Exception as error:
+        raise TypeError(f"histogram {tag!r}: cannot read {value!r} as an array") from error
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"histogram {tag!r} must hold real numbers, got {value!r} (dtype {array.dtype})"
+        )
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _check_real_tensor(tag: str, kind: str, value: torch.Tensor) -> None:
+    if value.is_complex():
+        raise TypeError(f"{kind} {tag!r} must be real, got a {value.dtype} tensor")
+    if value.device.type == "meta":
+        raise ValueError(f"{kind} {tag!r} is a tensor on the meta device, which holds no values")
