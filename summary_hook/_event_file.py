@@ -2,21 +2,21 @@
 
 Thread contract: :class:`EventFileWriter` is thread-safe. ``_lock`` guards the queue
 (``_items`` and its counters) and ``_closed``, so no event can be queued behind the
-close sentinel and lost. The worker thread alone touches the file and the write
-buffer; it takes the whole queue at once and is woken only when there is work (see
-:meth:`EventFileWriter._take`), not for every event. Errors raised in the worker are
-stored in ``_error`` and raised in the caller's next call; after an error the worker
-keeps draining the queue so that no producer blocks forever.
+close sentinel and lost. The worker thread alone touches the file, an
+:class:`~summary_hook._disk.EventFile`; it takes the whole queue at once and is woken
+only when there is work (see :meth:`EventFileWriter._take`), not for every event.
+
+An error in the worker is stored in ``_error`` and raised in the caller's next call.
+From then on the worker drops the events it takes, so that no producer blocks forever:
+after a write error, and in a forked child (which has no worker), events are dropped,
+and the caller has been told.
 """
 
 from __future__ import annotations
 
 import atexit
-import io
 import itertools
 import os
-import secrets
-import socket
 import sys
 import threading
 import time
@@ -27,16 +27,14 @@ from typing import cast
 
 from tensorboard.compat.proto.event_pb2 import Event
 
+from summary_hook._disk import EventFile
 from summary_hook._records import encode_record
 
 __all__ = ["EventFileWriter", "WriterError", "flush_all_writers"]
 
-#: The worker hands bytes to the OS once this much is buffered, flush or not.
-_WRITE_CHUNK = 64 * 1024
 #: How often a blocked producer or flusher re-checks that the worker is alive.
 _POLL_SECS = 0.2
 
-_file_counter = itertools.count()
 _live_writers: weakref.WeakSet[EventFileWriter] = weakref.WeakSet()
 
 
@@ -50,37 +48,6 @@ class _FlushRequest:
 
 
 _CLOSE = object()
-
-
-def _event_file_name(suffix: str) -> str:
-    """A name no other writer gives a file, sorted by creation time like TensorBoard's own.
-
-    torch's and tensorboardX's ``SummaryWriter`` name files
-    ``events.out.tfevents.<secs>.<host>.<pid>.<n>``, with ``n`` counting from 0 in each
-    process, and TensorFlow ``events.out.tfevents.<secs>.<host>``: two writers made in one
-    second on one directory would share a name. The random part after this process's
-    counter makes ours differ from theirs and from any other process or host.
-    """
-    stamp = int(time.time())
-    name = f"events.out.tfevents.{stamp:010d}.{socket.gethostname()}.{os.getpid()}"
-    return f"{name}.{next(_file_counter)}.{secrets.token_hex(4)}{suffix}"
-
-
-def _create_event_file(logdir: str, suffix: str) -> tuple[str, io.FileIO]:
-    """Create a new event file; never opens, truncates or appends to an existing one."""
-    for _ in range(8):
-        path = os.path.join(logdir, _event_file_name(suffix))
-        try:
-            return path, io.FileIO(path, "xb")  # unbuffered: fork-safe, we buffer ourselves
-        except FileExistsError:
-            continue  # a name taken by chance: draw another
-    raise FileExistsError(f"could not create a new event file in {logdir!r}: every name was taken")
-
-
-def _open_logdir(logdir: str) -> None:
-    if os.path.exists(logdir) and not os.path.isdir(logdir):
-        raise NotADirectoryError(f"logdir {logdir!r} exists and is not a directory")
-    os.makedirs(logdir, exist_ok=True)
 
 
 class EventFileWriter:
@@ -113,9 +80,8 @@ class EventFileWriter:
             or not (flush_secs > 0)
         ):
             raise ValueError(f"flush_secs must be a positive number, got {flush_secs!r}")
-        _open_logdir(logdir)
-        self.path, self._file = _create_event_file(logdir, filename_suffix)
-        self._file.write(encode_record(_version_event().SerializeToString()))
+        self._file = EventFile(logdir, filename_suffix)
+        self.path = self._file.path
         self._flush_secs = float(flush_secs)
         self._max_queue = max_queue
         self._lock = threading.Lock()
@@ -280,68 +246,34 @@ class EventFileWriter:
         return items
 
     def _work(self) -> None:
-        pending: list[bytes] = []  # framed events not yet handed to the OS
-        pending_bytes = 0
-        dirty = False  # events handed to the OS or pending since the last sync
-        next_flush = 0.0  # the first event is flushed at once, as TensorFlow does
+        next_flush = 0.0  # the first event is synced at once, as TensorFlow does
         while True:
-            for kind, run in itertools.groupby(self._take(dirty, next_flush), type):
+            for kind, run in itertools.groupby(self._take(self._file.dirty, next_flush), type):
                 if kind is bytes:  # a run of events, buffered without a loop in Python
                     if self._error is None:  # after an error, events are drained and dropped
-                        events = cast("list[bytes]", list(run))
-                        pending.extend(events)
-                        pending_bytes += sum(map(len, events))
-                        dirty = True
-                        if pending_bytes >= _WRITE_CHUNK:
-                            self._guarded(self._write, pending)
-                            pending_bytes = 0
+                        self._guarded(self._file.append, cast("list[bytes]", list(run)))
                     continue
                 for item in run:  # flush requests or the close sentinel
-                    if dirty:  # everything queued before it goes first
-                        self._guarded(self._write_and_sync, pending)
-                        pending_bytes, dirty = 0, False
+                    if self._file.dirty:  # everything queued before it goes first
+                        self._guarded(self._file.sync)
                     next_flush = time.monotonic() + self._flush_secs
                     if isinstance(item, _FlushRequest):
                         item.done.set()
                     else:
                         self._close_file()
-                        if self._orphaned and self._error is not None and not self._reported:
-                            self._reported = True
-                            print(f"summary_hook: {self.path!r}: {self._error!r}", file=sys.stderr)
                         return
-            if dirty and time.monotonic() >= next_flush:
-                self._guarded(self._write_and_sync, pending)
-                pending_bytes, dirty = 0, False
+            if self._file.dirty and time.monotonic() >= next_flush:
+                self._guarded(self._file.sync)
                 next_flush = time.monotonic() + self._flush_secs
 
-    def _guarded(self, write: Callable[[list[bytes]], None], pending: list[bytes]) -> None:
+    def _guarded(self, write: Callable[..., None], *args: list[bytes]) -> None:
         """Run ``write``; a failure is kept for the producer's next call, never lost."""
         if self._error is None:
             try:
-                write(pending)
+                write(*args)
             except BaseException as error:
                 self._error = error
-        pending.clear()
-
-    def _write_and_sync(self, pending: list[bytes]) -> None:
-        self._write(pending)
-        self._sync()
-
-    def _write(self, pending: list[bytes]) -> None:
-        if pending:
-            data = b"".join(pending)
-            pending.clear()
-            view = memoryview(data)
-            while view:
-                written = self._file.write(view)
-                if written is None:  # pragma: no cover - only for non-blocking files
-                    raise OSError(f"short write to {self.path!r}")
-                view = view[written:]
-
-    def _sync(self) -> None:
-        os.fsync(self._file.fileno())
-        if os.fstat(self._file.fileno()).st_nlink == 0:
-            raise FileNotFoundError(f"event file {self.path!r} was deleted while being written")
+                self._file.discard()
 
     def _close_file(self) -> None:
         try:
@@ -349,10 +281,9 @@ class EventFileWriter:
         except BaseException as error:
             if self._error is None:
                 self._error = error
-
-
-def _version_event() -> Event:
-    return Event(wall_time=time.time(), file_version="brain.Event:2")
+        if self._orphaned and self._error is not None and not self._reported:
+            self._reported = True  # no caller is left to raise it to
+            print(f"summary_hook: {self.path!r}: {self._error!r}", file=sys.stderr)
 
 
 def flush_all_writers() -> None:

@@ -19,7 +19,7 @@ from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 import summary_hook as sh
-from summary_hook import _event_file
+from summary_hook import _disk
 from tests.conftest import event_files, read_events, summaries_by_step
 
 
@@ -64,7 +64,7 @@ def test_a_taken_name_is_never_opened_again(tmp_path, monkeypatch):
     taken = tmp_path / "taken"
     taken.write_bytes(b"someone else's")
     names = iter(["taken", "fresh"])
-    monkeypatch.setattr(_event_file, "_event_file_name", lambda suffix: next(names))
+    monkeypatch.setattr(_disk, "_event_file_name", lambda suffix: next(names))
     writer = sh.FileWriter(str(tmp_path))
     assert os.path.basename(writer.path) == "fresh"
     assert taken.read_bytes() == b"someone else's"
@@ -194,7 +194,7 @@ class FailingFile:
 
 def test_failing_file_surfaces_its_error_in_the_caller(tmp_path):
     writer = sh.FileWriter(str(tmp_path), max_queue=2)
-    writer._events._file = FailingFile(writer._events._file)
+    writer._events._file._file = FailingFile(writer._events._file._file)
     writer.add_summary(scalar_summary("x", 1.0), 1)
     with pytest.raises(sh.WriterError, match="No space left on device") as info:
         writer.flush()
@@ -208,7 +208,7 @@ def test_failing_file_surfaces_its_error_in_the_caller(tmp_path):
 
 def test_close_raises_a_failure_no_call_has_reported(tmp_path):
     writer = sh.FileWriter(str(tmp_path))
-    writer._events._file = FailingFile(writer._events._file)
+    writer._events._file._file = FailingFile(writer._events._file._file)
     writer.add_summary(scalar_summary("x", 1.0), 1)
     with pytest.raises(sh.WriterError, match="No space left on device"):
         writer.close()
