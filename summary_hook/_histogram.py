@@ -13,8 +13,9 @@ against that limit (rounded up to float32, which keeps the comparison exact) spl
 the cell in two, a fixed table maps the 2^17 half-cells to buckets, and one pass
 counts them (``bincount`` on the CPU; ``index_add_`` elsewhere, as ``bincount`` there
 reads its input on the host). On the CPU, values are counted in chunks through scratch
-tensors kept per thread. Dtypes that float32 cannot hold exactly (float64, int32, int64) take
-the exact ``torch.bucketize`` path instead.
+tensors kept per thread. The dtypes that this float32 path does not take (float64,
+int32, int64, and the unsigned uint16, uint32 and uint64) take the exact
+``torch.bucketize`` path instead.
 """
 
 from __future__ import annotations

@@ -18,10 +18,16 @@ class Scaffold:
         TypeError: If ``summary_op`` is not a summary op.
 
     Example:
+        >>> import summary_hook as sh
+        >>> sh.clear_collection()
+        >>> loss = sh.scalar("loss", lambda out: out)  # registered in the default collection
         >>> scaffold = Scaffold()
-        >>> scaffold.finalize()
-        >>> scaffold.summary_op is None or scaffold.summary_op.tags != ()
+        >>> scaffold.summary_op is None
         True
+        >>> scaffold.finalize()
+        >>> scaffold.summary_op.tags
+        ('loss',)
+        >>> sh.clear_collection()
     """
 
     def __init__(self, summary_op: SummaryOp | None = None) -> None:

@@ -29,6 +29,6 @@ def test_sigterm_to_lightning_keeps_every_written_step(tmp_path):
     for line in rest.splitlines():
         last = int(line.split()[1])
     assert child.returncode == 0  # Lightning 2.6 stops gracefully on SIGTERM ("Received SIGTERM")
-    assert last < 1000  # it did stop
+    assert last < 100_000  # it stopped before its max_steps
     steps = sorted(summaries_by_step(str(tmp_path)))
     assert steps[:last] == list(range(1, last + 1))  # every step reported as written is on disk
