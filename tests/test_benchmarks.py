@@ -31,3 +31,25 @@ def test_benchmark_quick_mode_runs_and_reports_every_measurement(tmp_path):
     assert not by_id["P8"]["details"]["imports_lightning"]
     assert by_id["P9"]["details"]["parameters"] == 10 * (128 * 128 + 128)
     assert "| P1 |" in result.stdout
+
+
+def test_quick_and_partial_runs_leave_the_committed_results_alone(tmp_path):
+    committed = os.path.join(ROOT, "benchmarks", "results.json")
+    before = os.stat(committed).st_mtime_ns
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--only", "p4,P8"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [line.split("|")[1].strip() for line in result.stdout.splitlines()[2:4]] == ["P4", "P8"]
+    assert os.stat(committed).st_mtime_ns == before
+    assert os.listdir(tmp_path) == []  # and nothing left behind
+
+
+def test_only_names_the_ids_it_takes():
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--only", "P10"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--only takes ids from P1, P2, P3, P4, P5, P6, P7, P8, P9, got 'P10'" in result.stderr

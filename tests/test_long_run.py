@@ -6,20 +6,15 @@ The million-step figure comes from the benchmark suite (P6); this is its scaled-
 from __future__ import annotations
 
 import gc
-import os
 
 import torch
 
 import summary_hook as sh
+from benchmarks.harness import rss_mb
 from summary_hook._records import iter_records
 from tests.conftest import event_files
 
 STEPS = 30_000
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def test_many_due_steps_keep_memory_flat_and_the_file_complete(tmp_path):

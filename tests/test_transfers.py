@@ -6,27 +6,11 @@ import warnings
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import summary_hook as sh
+from benchmarks.harness import CountTransfers as CountHostTransfers
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-
-class CountHostTransfers(TorchDispatchMode):
-    """Counts copies to the host and ``.item()``-style reads, the ways a value leaves a device."""
-
-    def __init__(self):
-        super().__init__()
-        self.transfers = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        item = func is torch.ops.aten._local_scalar_dense.default
-        to_host = func is torch.ops.aten._to_copy.default and str(kwargs.get("device")) == "cpu"
-        if item or to_host:
-            self.transfers += 1
-        return func(*args, **kwargs)
 
 
 def make_hook(tmp_path, device, n_scalars, n_histograms=0):

@@ -1,0 +1,150 @@
+"""The benchmark harness: results, timing with contenders taking turns, machine facts,
+the table, and the counters that the test suite shares.
+
+Each measurement (``benchmarks/p*.py``) has ``measure(quick, device) -> Result`` and sets
+up and removes what it needs; ``run.py`` runs them and writes the table and the JSON.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+__all__ = [
+    "CountTransfers",
+    "Result",
+    "count_cuda_syncs",
+    "format_results",
+    "machine",
+    "median_time",
+    "median_times",
+    "rss_mb",
+    "scalars",
+    "writer_path",
+]
+
+
+@dataclass
+class Result:
+    id: str
+    measurement: str
+    value: float
+    unit: str
+    target: str
+    met: bool | None
+    details: dict[str, Any] = field(default_factory=dict)
+    comparison: str = ""  # the ratios that the target is about, for the printed table
+
+
+def median_time(fn: Callable[[], object], repeats: int, number: int = 1) -> float:
+    """Median over ``repeats`` of the mean seconds per call over ``number`` calls."""
+    return median_times({"fn": fn}, repeats, number)["fn"]
+
+
+def median_times(
+    fns: dict[str, Callable[[], object]], repeats: int, number: int = 1
+) -> dict[str, float]:
+    """:func:`median_time` of several functions, their repeats taking turns, so that a
+    noisy spell on a shared machine hits each alike and their ratios stay fair."""
+    for fn in fns.values():
+        fn()  # warm up
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            gc.collect()
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            times[name].append((time.perf_counter() - start) / number)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def scalars(n: int, device: str) -> list[torch.Tensor]:
+    return [torch.tensor(float(i) / 7, device=device) for i in range(n)]
+
+
+class CountTransfers(TorchDispatchMode):
+    """Counts copies to the host and ``.item()``-style reads: the ways a value leaves a
+    device. Used by P3 and P4, and by the tests of laziness and the one transfer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transfers = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._local_scalar_dense.default or (
+            func is torch.ops.aten._to_copy.default and str(kwargs.get("device")) == "cpu"
+        ):
+            self.transfers += 1
+        return func(*args, **kwargs)
+
+
+def count_cuda_syncs(fn: Callable[[], object]) -> int:
+    """How many times ``fn`` synchronises the host with the GPU, from torch's sync debug
+    mode, which warns on each synchronising call."""
+    torch.cuda.synchronize()
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fn()
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+    return sum("synchronizing" in str(w.message) for w in caught)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process, in MB (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def writer_path(logdir: str) -> str:
+    """The one event file in ``logdir``."""
+    (name,) = [n for n in os.listdir(logdir) if "tfevents" in n]
+    return os.path.join(logdir, name)
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            info["cpu"] = next(
+                line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")
+            )
+    except (OSError, StopIteration):
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def format_results(results: list[Result]) -> str:
+    lines = [
+        "| # | measurement | result | compared | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        met = {True: "yes", False: "**no**", None: "n/a"}[r.met]
+        result = f"{r.value:.3g} {r.unit}"
+        lines.append(
+            f"| {r.id} | {r.measurement} | {result} | {r.comparison} | {r.target} | {met} |"
+        )
+    return "\n".join(lines)

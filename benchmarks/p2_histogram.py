@@ -1,0 +1,60 @@
+"""P2: a histogram of 1M float32 values with TensorFlow's buckets, beside torch's
+add_histogram(bins="tensorflow"), with the same bucket counts."""
+
+from __future__ import annotations
+
+import tempfile
+
+import torch
+
+import summary_hook as sh
+from benchmarks.harness import Result, median_times
+
+
+def p2_histogram(repeats: int, size: int, device: str, tmp: str) -> Result:
+    from torch.utils.tensorboard import SummaryWriter
+
+    values = torch.randn(size, generator=torch.Generator().manual_seed(0)).to(device)
+    op = sh.histogram("h", lambda: values, collections=[])
+    writer = SummaryWriter(tmp)
+
+    def ours() -> None:
+        sh.evaluate(op)
+
+    def torch_histogram() -> None:
+        writer.add_histogram("h", values, 0, bins="tensorflow")
+
+    times = median_times({"ours": ours, "torch": torch_histogram}, repeats)
+    t_ours, t_torch = times["ours"], times["torch"]
+    writer.close()
+
+    from torch.utils.tensorboard.summary import histogram as torch_summary
+
+    ours_histo = sh.evaluate(op).value[0].histo
+    bins = list(sh._histogram.BUCKET_LIMITS[1:-1])
+    theirs = torch_summary("h", values.cpu().double(), bins=bins).value[0].histo
+    same = {
+        (limit, n) for limit, n in zip(ours_histo.bucket_limit, ours_histo.bucket, strict=True) if n
+    } == {(limit, n) for limit, n in zip(theirs.bucket_limit, theirs.bucket, strict=True) if n}
+    speedup = t_torch / t_ours
+    return Result(
+        "P2",
+        f"histogram of {size:,} float32 ({device})",
+        t_ours * 1e3,
+        "ms",
+        "≥ 5x faster than add_histogram, same counts",
+        speedup >= 5 and same,
+        {
+            "summary_hook_ms": t_ours * 1e3,
+            "torch_add_histogram_ms": t_torch * 1e3,
+            "speedup": speedup,
+            "same_bucket_counts": same,
+        },
+        f"{speedup:.1f}x faster than add_histogram; same counts: {same}",
+    )
+
+
+def measure(quick: bool, device: str) -> Result:
+    with tempfile.TemporaryDirectory() as tmp:
+        size = 100_000 if quick else 1_000_000
+        return p2_histogram(3 if quick else 7, size=size, device=device, tmp=tmp)
