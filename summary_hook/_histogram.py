@@ -98,7 +98,7 @@ def _device_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, to
     threshold, bucket = _cell_tables()
     return (
         torch.from_numpy(threshold).to(device),
-        torch.from_numpy(bucket).to(device),
+        torch.from_numpy(bucket.astype(np.int32)).to(device),
         torch.tensor(BUCKET_LIMITS, dtype=torch.float64, device=device),
     )
 
@@ -114,7 +114,7 @@ class _CpuScratch(threading.local):
     def __init__(self) -> None:
         self.key = torch.empty(_CPU_CHUNK, dtype=torch.int32)
         self.limit = torch.empty(_CPU_CHUNK, dtype=torch.float32)
-        self.above = torch.empty(_CPU_CHUNK, dtype=torch.bool)
+        self.index = torch.empty(_CPU_CHUNK, dtype=torch.int32)
         self.wide = torch.empty(_CPU_CHUNK, dtype=torch.float64)
 
 
@@ -129,17 +129,23 @@ def _count_float32(
     scratch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Bucket counts (``_N + 1`` slots, the last for NaN), sum and sum of squares of a
-    1-D float32 tensor, written through ``scratch`` (int32, float32, bool and float64,
-    each at least as long as ``x``)."""
+    1-D float32 tensor, written through ``scratch`` (int32, float32, int32 and float64,
+    each at least as long as ``x``).
+
+    Every intermediate is int32 or float32 and no operation mixes dtypes: adding a bool
+    tensor to an int32 one, as this once did, casts element by element and cost more than
+    the other passes together (3.0 -> 2.2 ms per 1M values on one thread).
+    """
     threshold, bucket = tables
     n = x.numel()
-    key, limit, above, wide = (t[:n] for t in scratch)
+    key, limit, index, wide = (t[:n] for t in scratch)
     wide.copy_(x)  # sums accumulate in float64, as histogram.cc's do
     total, squares = wide.sum(), torch.dot(wide, wide)
     torch.bitwise_right_shift(x.view(torch.int32), 16, out=key).bitwise_and_(0xFFFF)
     torch.index_select(threshold, 0, key, out=limit)
-    torch.ge(x, limit, out=above)
-    index = torch.index_select(bucket, 0, key.add_(key).add_(above), out=wide.view(torch.int64))
+    torch.ge(x, limit, out=index)  # 1 where the value is at or above its cell's limit
+    torch.add(index, key, alpha=2, out=key)  # its half-cell: 2 * cell + that
+    torch.index_select(bucket, 0, key, out=index)
     return _count(index), total, squares
 
 
@@ -155,6 +161,7 @@ def _count_without_sync(index: torch.Tensor) -> torch.Tensor:
     maximum on the host to size its output: a synchronisation per histogram. Integer
     sums do not depend on the order of the additions, so the result is exact either way;
     in deterministic mode the sorting form is used, which torch accepts there."""
+    index = index.long()
     counts = torch.zeros(_N + 1, dtype=torch.int64, device=index.device)
     ones = torch.ones(index.numel(), dtype=torch.int64, device=index.device)
     if torch.are_deterministic_algorithms_enabled():
@@ -170,13 +177,13 @@ def _float32_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.T
         scratch = (
             torch.empty(n, dtype=torch.int32, device=device),
             torch.empty(n, dtype=torch.float32, device=device),
-            torch.empty(n, dtype=torch.bool, device=device),
+            torch.empty(n, dtype=torch.int32, device=device),
             torch.empty(n, dtype=torch.float64, device=device),
         )
         return _count_float32(x, (threshold, bucket), scratch)
     s = _cpu_scratch
     parts = [
-        _count_float32(chunk, (threshold, bucket), (s.key, s.limit, s.above, s.wide))
+        _count_float32(chunk, (threshold, bucket), (s.key, s.limit, s.index, s.wide))
         for chunk in torch.split(x, _CPU_CHUNK)
     ]
     if len(parts) == 1:

@@ -149,11 +149,12 @@ def test_threads_counting_at_once_each_get_their_own_histogram():
 def test_accelerator_counting_matches_bincount(deterministic):
     # Accelerators count without bincount, which would read the input on the host; the
     # same code runs here on CPU tensors (the synchronisation itself needs a GPU to see).
-    index = torch.randint(0, len(BUCKET_LIMITS) + 1, (50_000,), generator=torch.Generator())
+    size = len(BUCKET_LIMITS) + 1
+    index = torch.randint(0, size, (50_000,), dtype=torch.int32, generator=torch.Generator())
     previous = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(deterministic)
     try:
         counts = _count_without_sync(index)
     finally:
         torch.use_deterministic_algorithms(previous)
-    assert torch.equal(counts, torch.bincount(index, minlength=len(BUCKET_LIMITS) + 1))
+    assert torch.equal(counts, torch.bincount(index, minlength=size))
