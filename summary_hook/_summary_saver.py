@@ -109,9 +109,9 @@ class SummarySaverHook(SessionRunHook):
     A port of ``tf.train.SummarySaverHook``. The first step is always due, a step is
     never written twice, and summary functions run only on due steps. When the session
     resumes (its first step follows a step above 0), the first step writes
-    ``SessionLog.START`` at its post-run global step, before its summaries, so
-    TensorBoard drops the stale points of the interrupted run (see ``_restarts`` for
-    why a fresh run writes none). Each op in ``summary_op`` gives one event per due
+    ``SessionLog.START`` at its post-run global step, twice (once for each of
+    TensorBoard's readers) and before its summaries, so TensorBoard drops the stale
+    points of the interrupted run; see ``_restarts`` for why a fresh run writes none. Each op in ``summary_op`` gives one event per due
     step. :meth:`end` flushes but never closes the writer, which is shared through
     :class:`SummaryWriterCache`.
 
