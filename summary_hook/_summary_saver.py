@@ -111,9 +111,9 @@ class SummarySaverHook(SessionRunHook):
     resumes (its first step follows a step above 0), the first step writes
     ``SessionLog.START`` at its post-run global step, twice (once for each of
     TensorBoard's readers) and before its summaries, so TensorBoard drops the stale
-    points of the interrupted run; see ``_restarts`` for why a fresh run writes none. Each op in ``summary_op`` gives one event per due
-    step. :meth:`end` flushes but never closes the writer, which is shared through
-    :class:`SummaryWriterCache`.
+    points of the interrupted run; see ``_restarts`` for why a fresh run writes none.
+    Each op in ``summary_op`` gives one event per due step. :meth:`end` flushes but never
+    closes the writer, which is shared through :class:`SummaryWriterCache`.
 
     Args:
         save_steps: Save every this many steps.
