@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import nbformat
@@ -218,6 +219,37 @@ def test_tensorboard_shows_every_point_live_and_drops_the_stale_ones_of_a_resume
         wait_until_served(port, resumed, every)
     with tensorboard(root, load_fast="true") as port:  # the Rust loader: it never purges
         wait_until_served(port, fresh, on_disk(os.path.join(root, fresh)))
+
+
+def test_tensorboard_shows_a_run_while_it_trains(tmp_path):
+    root = str(tmp_path)
+    run_dir = os.path.join(root, "lightning_logs", "version_0")
+    with tensorboard(root, load_fast="false") as port:
+        script = os.path.join(JOURNEYS, "live_run.py")
+        child = subprocess.Popen(
+            [sys.executable, script, root], cwd=root, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while not os.path.exists(os.path.join(root, "paused")):
+                assert child.poll() is None, child.stderr.read()[-3000:] if child.stderr else ""
+                assert time.monotonic() < deadline, "the run never reached step 6"
+                time.sleep(0.2)
+            # Paused in step 6's on_train_batch_end: once the logger's one-second flush has
+            # run, its file holds the summaries of steps 1, 3 and 5, and Lightning's metric
+            # of steps 0-4 (step 6's batch, at 5, is logged after the callbacks).
+            so_far = Counter({("summary/loss", s): 1 for s in (1, 3, 5)})
+            so_far.update({("summary/weight", s): 1 for s in (1, 3, 5)})
+            so_far.update({(tag, s): 1 for tag in ("lightning/loss", "epoch") for s in range(5)})
+            wait_until_served(port, "lightning_logs/version_0", so_far)
+        finally:
+            open(os.path.join(root, "go"), "w").close()
+            _, errors = child.communicate(timeout=120)
+        assert child.returncode == 0, errors[-3000:]
+        disk = on_disk(run_dir)
+        assert steps(disk, "summary/loss") == [1, 3, 5, 7, 9, 11]
+        wait_until_served(port, "lightning_logs/version_0", disk)  # the same server, live
 
 
 def test_the_journey_scripts_are_the_ones_documented():
