@@ -1,8 +1,10 @@
 """One event file fed by one background thread through a bounded queue.
 
 Thread contract: :class:`EventFileWriter` is thread-safe. ``_lock`` guards the queue
-(``_items`` and its counters) and ``_closed``, so no event can be queued behind the
-close sentinel and lost. The worker thread alone touches the file, an
+(``_items``: framed events and flush or close requests, in order, with ``_waiting``
+counting the events) and ``_closed``, so no event can be queued behind the close request
+and lost; producers wait on ``_room`` for a full queue to empty, the worker on ``_wake``
+for work. The worker thread alone touches the file, an
 :class:`~summary_hook._disk.EventFile`; it takes the whole queue at once and is woken
 only when there is work (see :meth:`EventFileWriter._take`), not for every event.
 
@@ -44,10 +46,20 @@ class WriterError(RuntimeError):
 
 @dataclass
 class _FlushRequest:
+    """Sync everything queued before it, then set ``done``."""
+
     done: threading.Event = field(default_factory=threading.Event)
 
 
-_CLOSE = object()
+@dataclass(frozen=True)
+class _CloseRequest:
+    """Write everything queued before it, close the file and stop the worker.
+
+    ``orphaned``: nobody can call the writer again (its ``FileWriter`` was collected), so
+    the worker reports a failure on standard error, having no caller to raise it to.
+    """
+
+    orphaned: bool = False
 
 
 class EventFileWriter:
@@ -87,12 +99,10 @@ class EventFileWriter:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the worker waits here for work
         self._room = threading.Condition(self._lock)  # producers wait here for room
-        self._items: list[object] = []  # framed events, flush requests and _CLOSE, in order
-        self._waiting = 0  # how many of ``_items`` are events
-        self._urgent = False  # a flush or close waits in ``_items``
+        self._items: list[object] = []  # framed events and requests, in order
+        self._waiting = 0  # how many of ``_items`` are events: the rest are requests
         self._worker_idle = True  # the worker sleeps with no deadline: a new event wakes it
         self._closed = False
-        self._orphaned = False  # closed by close_soon(orphaned=True): no caller is left
         self._error: BaseException | None = None
         self._reported = False  # whether _error has reached a caller
         self._pid = os.getpid()
@@ -179,8 +189,7 @@ class EventFileWriter:
             if self._closed:
                 return
             self._closed = True
-            self._orphaned = orphaned
-            self._request(_CLOSE)
+            self._request(_CloseRequest(orphaned))
 
     @property
     def closed(self) -> bool:
@@ -188,9 +197,8 @@ class EventFileWriter:
         return self._closed
 
     def _request(self, item: object) -> None:
-        """Queue a flush request or the close sentinel behind every event; hold ``_lock``."""
+        """Queue a flush or close request behind every event; hold ``_lock``."""
         self._items.append(item)
-        self._urgent = True
         self._wake.notify()
 
     def _check_usable(self) -> None:
@@ -231,8 +239,9 @@ class EventFileWriter:
             while True:
                 unwritten = dirty or bool(self._items)
                 now = time.monotonic()
+                requested = len(self._items) > self._waiting
                 if (
-                    self._urgent
+                    requested
                     or self._waiting >= self._max_queue
                     or (unwritten and now >= next_flush)
                 ):
@@ -241,7 +250,7 @@ class EventFileWriter:
                 self._wake.wait(None if self._worker_idle else next_flush - now)
             items, self._items = self._items, []
             self._waiting = 0
-            self._urgent = self._worker_idle = False
+            self._worker_idle = False
             self._room.notify_all()
         return items
 
@@ -253,14 +262,14 @@ class EventFileWriter:
                     if self._error is None:  # after an error, events are drained and dropped
                         self._guarded(self._file.append, cast("list[bytes]", list(run)))
                     continue
-                for item in run:  # flush requests or the close sentinel
+                for item in run:  # flush or close requests
                     if self._file.dirty:  # everything queued before it goes first
                         self._guarded(self._file.sync)
                     next_flush = time.monotonic() + self._flush_secs
                     if isinstance(item, _FlushRequest):
                         item.done.set()
                     else:
-                        self._close_file()
+                        self._close_file(cast("_CloseRequest", item).orphaned)
                         return
             if self._file.dirty and time.monotonic() >= next_flush:
                 self._guarded(self._file.sync)
@@ -275,13 +284,13 @@ class EventFileWriter:
                 self._error = error
                 self._file.discard()
 
-    def _close_file(self) -> None:
+    def _close_file(self, orphaned: bool) -> None:
         try:
             self._file.close()
         except BaseException as error:
             if self._error is None:
                 self._error = error
-        if self._orphaned and self._error is not None and not self._reported:
+        if orphaned and self._error is not None and not self._reported:
             self._reported = True  # no caller is left to raise it to
             print(f"summary_hook: {self.path!r}: {self._error!r}", file=sys.stderr)
 
