@@ -38,6 +38,7 @@ class Plan:
     leaves: tuple[Leaf, ...]
     functions: tuple[Callable[..., Any], ...]
     takes_output: tuple[bool, ...]
+    output_free: bool  # no function takes the step's output
     scalar_slots: tuple[int, ...]
     histogram_slots: tuple[int, ...]
     op_numbers: tuple[tuple[int, ...], ...]
@@ -126,6 +127,7 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> Plan:
         leaves=tuple(leaves),
         functions=tuple(leaf.fn for leaf in leaves),
         takes_output=tuple(leaf.takes_output for leaf in leaves),
+        output_free=not any(leaf.takes_output for leaf in leaves),
         scalar_slots=tuple(scalar_slots),
         histogram_slots=tuple(histogram_slots),
         op_numbers=op_numbers,
