@@ -1,14 +1,19 @@
 """A Lightning user's script: a model that logs its own metric and registers summaries,
 fitted with SummarySaver under one logger setup, in a fresh process.
 
-Usage: python lightning_run.py ROOT LOGGERS [FITS [ddp]]
+Usage: python lightning_run.py ROOT LOGGERS [FITS [ddp | live]]
   LOGGERS: default | tensorboard | csv | none | tensorboard+csv
   FITS: how many Trainers fit one after another in this process (default 1)
   ddp: on two CPU processes (Lightning starts the second by running this script again)
+  live: the TensorBoardLogger flushes every second, and the run pauses after step 6,
+    writing ROOT/paused, until ROOT/go exists (60 s at most), so that a test can look
+    at a TensorBoard server mid-run
 Prints one line per fit: the saver's output_dir (on rank zero; None on the other).
 """
 
+import os
 import sys
+import time
 
 import lightning as L
 import torch
@@ -35,11 +40,25 @@ class Model(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def loggers(root, kind):
+class PauseAtStep6(L.Callback):
+    def __init__(self, root):
+        self.root = root
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == 6:
+            open(os.path.join(self.root, "paused"), "w").close()
+            deadline = time.monotonic() + 60
+            while not os.path.exists(os.path.join(self.root, "go")):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+
+
+def loggers(root, kind, flush_secs=120):
     if kind == "default":
         return {}
     choice = {
-        "tensorboard": [TensorBoardLogger(root)],
+        "tensorboard": [TensorBoardLogger(root, flush_secs=flush_secs)],
         "csv": [CSVLogger(root)],
         "none": False,
         "tensorboard+csv": [CSVLogger(root, name="csv_logs"), TensorBoardLogger(root)],
@@ -47,12 +66,14 @@ def loggers(root, kind):
     return {"logger": choice}
 
 
-def main(root, kind, fits, ddp):
+def main(root, kind, fits, mode):
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
+    ddp = mode == "ddp"
     processes = {"accelerator": "cpu", "strategy": "ddp", "devices": 2} if ddp else {}
     for _ in range(fits):
         saver = sh.SummarySaver(save_steps=2)
+        pause = [PauseAtStep6(root)] if mode == "live" else []
         trainer = L.Trainer(
             default_root_dir=root,
             max_steps=8,
@@ -60,8 +81,8 @@ def main(root, kind, fits, ddp):
             enable_progress_bar=False,
             enable_model_summary=False,
             enable_checkpointing=False,
-            callbacks=[saver],
-            **loggers(root, kind),
+            callbacks=[saver, *pause],
+            **loggers(root, kind, flush_secs=1 if mode == "live" else 120),
             **processes,
         )
         trainer.fit(Model(), DataLoader(data, batch_size=8))
@@ -70,4 +91,4 @@ def main(root, kind, fits, ddp):
 
 if __name__ == "__main__":
     fits = int(sys.argv[3]) if len(sys.argv) > 3 else 1
-    main(sys.argv[1], sys.argv[2], fits, ddp=sys.argv[4:] == ["ddp"])
+    main(sys.argv[1], sys.argv[2], fits, mode=sys.argv[4] if len(sys.argv) > 4 else None)
