@@ -7,13 +7,14 @@ up and removes what it needs; ``run.py`` runs them and writes the table and the 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import platform
 import statistics
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 __all__ = [
+    "CountCollectives",
     "CountTransfers",
     "Result",
     "count_cuda_syncs",
@@ -88,6 +90,52 @@ class CountTransfers(TorchDispatchMode):
         ):
             self.transfers += 1
         return func(*args, **kwargs)
+
+
+class CountCollectives(TorchDispatchMode):
+    """Counts the collectives that go through torch's dispatcher (``c10d`` and its
+    functional form, as DTensor uses), and the bytes of the tensors handed to them,
+    per step: :meth:`step` sorts the steps into due and non-due ones. Used by the
+    distributed benchmark and the multi-process tests."""
+
+    _NAMESPACES = ("c10d", "_c10d_functional")
+    _NOT_COLLECTIVES = ("wait_tensor", "_wrap_tensor_autograd")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.bytes = 0
+        self.steps: dict[str, list[dict[str, Any]]] = {"due": [], "non_due": []}
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        name = func.name()
+        if func.namespace in self._NAMESPACES and not any(
+            part in name for part in self._NOT_COLLECTIVES
+        ):
+            self.calls.append(name.split("::")[-1])
+            self.bytes += sum(t.nbytes for t in _tensors_in(args))
+        return func(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def step(self, due: bool) -> Iterator[None]:
+        """Count the collectives of one step, filed under due or non-due steps."""
+        calls, bytes_before = len(self.calls), self.bytes
+        with self:
+            yield
+        record = {"collectives": self.calls[calls:], "bytes": self.bytes - bytes_before}
+        self.steps["due" if due else "non_due"].append(record)
+
+    def report(self) -> dict[str, Any]:
+        return {"steps": self.steps}
+
+
+def _tensors_in(value: Any) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors_in(item)
 
 
 def count_cuda_syncs(fn: Callable[[], object]) -> int:

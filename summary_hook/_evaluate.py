@@ -14,19 +14,14 @@ from typing import Any
 import torch
 from tensorboard.compat.proto.summary_pb2 import Summary
 
+from summary_hook import _distributed
+from summary_hook._distributed import RemoteFailure, report_failure
+from summary_hook._errors import SummaryEvaluationError
 from summary_hook._ops import SummaryOp
 from summary_hook._plans import Plan, PlanCache, plan_for
-from summary_hook._to_host import to_host
+from summary_hook._to_host import LocalFailure, to_host
 
 __all__ = ["SummaryEvaluationError", "evaluate", "evaluate_with", "summary_ops_in"]
-
-
-class SummaryEvaluationError(RuntimeError):
-    """A summary function raised; ``tag`` names the summary and ``__cause__`` the error."""
-
-    def __init__(self, tag: str, error: BaseException) -> None:
-        super().__init__(f"summary {tag!r}: its function raised {type(error).__name__}: {error}")
-        self.tag = tag
 
 
 def summary_ops_in(fetches: Any) -> list[SummaryOp]:
@@ -96,7 +91,7 @@ def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None) -> Any:
         return _rebuild(fetches, {})
     plan = plan_for(ops, plans)
     with torch.no_grad():
-        numbers = to_host(plan, _call_functions(plan, output))
+        numbers = _numbers(plan, output)
     results: dict[int, Summary] = {}
     for op, indices, pick, template, values in zip(
         ops, plan.op_numbers, plan.op_pick, plan.templates, plan.template_values, strict=True
@@ -119,6 +114,23 @@ def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None) -> Any:
     return _rebuild(fetches, results)
 
 
+def _numbers(plan: Plan, output: Any) -> list[Any]:
+    """The host values of ``plan``'s functions. When other ranks wait for this one in the
+    due step's collectives, a failure here is reported to them before it is raised, and
+    a failure there is raised here, so that no rank waits for one that gave up."""
+    try:
+        return to_host(plan, _call_functions(plan, output))
+    except LocalFailure as failure:
+        report_failure(failure.leaf_index)
+        cause = failure.__cause__
+        assert cause is not None
+        raise cause from cause.__cause__
+    except RemoteFailure as failure:
+        tag = plan.leaves[failure.leaf_index].tag
+        what = f"rank {failure.rank}'s evaluation"
+        raise SummaryEvaluationError(tag, failure, what) from failure
+
+
 def _call_functions(plan: Plan, output: Any) -> list[Any]:
     """Call each function once, in order; those that take an argument get ``output``.
 
@@ -136,5 +148,9 @@ def _call_functions(plan: Plan, output: Any) -> list[Any]:
             for fn, takes_output in zip(plan.functions, plan.takes_output, strict=True):
                 append(fn(output) if takes_output else fn())
     except Exception as error:
-        raise SummaryEvaluationError(plan.leaves[len(raw)].tag, error) from error
+        summary_error = SummaryEvaluationError(plan.leaves[len(raw)].tag, error)
+        if plan.reduced and _distributed.active():
+            summary_error.__cause__ = error
+            raise LocalFailure(len(raw)) from summary_error
+        raise summary_error from error
     return raw

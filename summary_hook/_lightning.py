@@ -44,8 +44,8 @@ from summary_hook._run import call_after_run, call_before_run
 from summary_hook._run_dirs import close_run, run_writer
 from summary_hook._scaffold import Scaffold
 from summary_hook._summary_saver import SaverOptions, SummarySaverHook
-from summary_hook._timer import SecondOrStepTimer
 from summary_hook._writer import (
+    DiscardWriter,
     SummaryWriterLike,
     flush_after_failure,
     writer_logdir,
@@ -180,31 +180,6 @@ class HookCallback(pl.Callback):
         return self._session
 
 
-class _DiscardWriter:
-    """The writer of ranks other than zero: they evaluate the ops but write nothing."""
-
-    def add_summary(self, summary: Any, global_step: int | None = None) -> None:
-        pass
-
-    def add_session_log(self, session_log: Any, global_step: int | None = None) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-
-class _BroadcastTimer(SecondOrStepTimer):
-    """Rank zero's clock decides: its ``should_trigger_for_step`` is broadcast to all ranks."""
-
-    def __init__(self, every_secs: float, strategy: Any) -> None:
-        super().__init__(every_secs=every_secs)
-        self._strategy = strategy
-
-    @override
-    def should_trigger_for_step(self, step: int) -> bool:
-        return bool(self._strategy.broadcast(super().should_trigger_for_step(step), src=0))
-
-
 class SummarySaver(HookCallback):
     """``SummarySaverHook`` as a Lightning callback: save summaries every N steps or seconds.
 
@@ -221,7 +196,8 @@ class SummarySaver(HookCallback):
 
     Args:
         save_steps: Save every this many optimizer steps.
-        save_secs: Save every this many seconds (rank zero's clock under DDP).
+        save_secs: Save every this many seconds (rank zero's clock, under DDP; see
+            ``SummarySaverHook``).
         output_dir: Directory for the event file.
         summary_writer: A writer to use instead, e.g. ``trainer.logger.experiment``.
         scaffold: A :class:`Scaffold` whose ``summary_op`` is used.
@@ -291,16 +267,12 @@ class SummarySaver(HookCallback):
         # parallel) restore a checkpoint's callback state, and with it the directory of
         # the resumed run, only after on_fit_start.
         options = self._options
-        timer = None
-        if options.save_secs is not None and trainer.world_size > 1:
-            timer = _BroadcastTimer(options.save_secs, trainer.strategy)
         hook = SummarySaverHook(
             save_steps=options.save_steps,
             save_secs=options.save_secs,
             summary_writer=self._rank_writer(trainer),
             scaffold=None if options.summary_op is not None else self._scaffold,
             summary_op=options.summary_op,
-            timer=timer,
         )
         self._hook = hook
         self._set_hooks([hook])
@@ -350,7 +322,7 @@ class SummarySaver(HookCallback):
     def _rank_writer(self, trainer: pl.Trainer) -> SummaryWriterLike:
         """The writer of this rank: rank zero's destination, a discarding one elsewhere."""
         if not trainer.is_global_zero:
-            return _DiscardWriter()
+            return DiscardWriter()
         writer = self._options.summary_writer
         if writer is None and self._options.output_dir is not None:
             writer = SummaryWriterCache.get(self._options.output_dir)

@@ -80,14 +80,23 @@ def clean_tag(name: str) -> str:
     return cleaned
 
 
+#: How ``reduce=`` may combine the ranks' values of a scalar, and of a histogram.
+SCALAR_REDUCTIONS = (None, "mean", "sum", "min", "max")
+HISTOGRAM_REDUCTIONS = (None, "sum")
+
+
 @dataclass(frozen=True, eq=False)
 class Leaf:
-    """One named value: its tag, kind, function, and whether the function takes the output."""
+    """One named value: its tag, kind, function, whether the function takes the output,
+    and how the ranks' values combine (``reduce`` over the process ``group``; None for
+    the world)."""
 
     tag: str
     kind: Kind
     fn: Callable[..., Any]
     takes_output: bool
+    reduce: str | None = None
+    group: Any = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,69 +150,106 @@ def _register(op: SummaryOp, collections: Iterable[str] | None) -> None:
             _collections.setdefault(name, {})[op.leaves[0].tag] = op
 
 
+def _check_reduce(tag: str, kind: Kind, reduce: object, group: object) -> None:
+    allowed = SCALAR_REDUCTIONS if kind == "scalar" else HISTOGRAM_REDUCTIONS
+    if reduce not in allowed:
+        raise ValueError(
+            f"{kind} {tag!r}: reduce must be one of {', '.join(map(repr, allowed))}, got {reduce!r}"
+        )
+    if group is not None and reduce is None:
+        raise ValueError(f"{kind} {tag!r}: group={group!r} needs reduce= to say how to combine")
+
+
 def _leaf_op(
-    kind: Kind, name: str, fn: Callable[..., Any], collections: Iterable[str] | None
+    kind: Kind,
+    name: str,
+    fn: Callable[..., Any],
+    collections: Iterable[str] | None,
+    reduce: str | None = None,
+    group: Any = None,
 ) -> SummaryOp:
     tag = clean_tag(name)
-    op = SummaryOp((Leaf(tag, kind, fn, _takes_output(tag, fn)),))
+    _check_reduce(tag, kind, reduce, group)
+    op = SummaryOp((Leaf(tag, kind, fn, _takes_output(tag, fn), reduce, group),))
     _register(op, collections)
     return op
 
 
 def scalar(
-    name: str, fn: Callable[..., Any], collections: Iterable[str] | None = None
+    name: str,
+    fn: Callable[..., Any],
+    collections: Iterable[str] | None = None,
+    *,
+    reduce: str | None = None,
+    group: Any = None,
 ) -> SummaryOp:
     """A scalar summary whose value ``fn`` computes on due steps only.
 
     ``fn`` may return a Python or numpy number, or a tensor with one element, on any
-    device. All scalars of a due step reach the host in one transfer.
+    device; a one-element ``DTensor`` is written as its global value. All scalars of a
+    due step reach the host in one transfer.
 
     Args:
         name: The tag; invalid characters become ``_`` with a warning.
         fn: ``fn()`` reads state, ``fn(output)`` receives what the step returned.
         collections: Collections to add the op to; default ``["summaries"]``. An
             op with the same tag already there is replaced.
+        reduce: Combine every rank's value: ``"mean"``, ``"sum"``, ``"min"`` or
+            ``"max"``; None writes rank zero's. Without an initialized process group
+            the value is written as it is.
+        group: The process group ``reduce`` spans; None for the world.
 
     Returns:
         The op, for :func:`merge` or a hook's ``summary_op``.
 
     Raises:
         TypeError: If ``fn`` is not callable or needs more than one argument.
-        ValueError: If ``name`` is empty.
+        ValueError: If ``name`` is empty, ``reduce`` is not one of the above, or
+            ``group`` is given without ``reduce``.
 
     Example:
         >>> loss = scalar("loss", lambda out: out, collections=[])
         >>> loss
         <scalar 'loss'>
     """
-    return _leaf_op("scalar", name, fn, collections)
+    return _leaf_op("scalar", name, fn, collections, reduce, group)
 
 
 def histogram(
-    name: str, fn: Callable[..., Any], collections: Iterable[str] | None = None
+    name: str,
+    fn: Callable[..., Any],
+    collections: Iterable[str] | None = None,
+    *,
+    reduce: str | None = None,
+    group: Any = None,
 ) -> SummaryOp:
     """A histogram summary (TensorFlow's default buckets) of the tensor ``fn`` returns.
 
     Bucket counts and statistics are computed with torch on the tensor's device;
-    only they reach the host.
+    only they reach the host. A sharded ``DTensor`` gives the histogram of the whole
+    tensor: each rank counts its shard and the counts are summed across the mesh.
 
     Args:
         name: The tag; invalid characters become ``_`` with a warning.
         fn: ``fn()`` or ``fn(output)`` returning a real tensor, array or sequence.
         collections: As for :func:`scalar`.
+        reduce: ``"sum"`` writes the histogram of every rank's values together;
+            None writes rank zero's.
+        group: The process group ``reduce`` spans; None for the world.
 
     Returns:
         The op.
 
     Raises:
         TypeError: If ``fn`` is not callable or needs more than one argument.
-        ValueError: If ``name`` is empty.
+        ValueError: If ``name`` is empty, ``reduce`` is neither None nor ``"sum"``, or
+            ``group`` is given without ``reduce``.
 
     Example:
         >>> import torch
         >>> weights = histogram("w", lambda: torch.ones(3), collections=[])
     """
-    return _leaf_op("histogram", name, fn, collections)
+    return _leaf_op("histogram", name, fn, collections, reduce, group)
 
 
 def merge(inputs: Sequence[SummaryOp | None]) -> SummaryOp:

@@ -39,6 +39,7 @@ class Plan:
     functions: tuple[Callable[..., Any], ...]
     takes_output: tuple[bool, ...]
     output_free: bool  # no function takes the step's output
+    reduced: bool  # some leaf combines the ranks' values (``reduce=``)
     scalar_slots: tuple[int, ...]
     histogram_slots: tuple[int, ...]
     op_numbers: tuple[tuple[int, ...], ...]
@@ -128,6 +129,7 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> Plan:
         functions=tuple(leaf.fn for leaf in leaves),
         takes_output=tuple(leaf.takes_output for leaf in leaves),
         output_free=not any(leaf.takes_output for leaf in leaves),
+        reduced=any(leaf.reduce is not None for leaf in leaves),
         scalar_slots=tuple(scalar_slots),
         histogram_slots=tuple(histogram_slots),
         op_numbers=op_numbers,

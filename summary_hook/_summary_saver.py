@@ -9,6 +9,7 @@ from typing import Any
 
 from tensorboard.compat.proto.summary_pb2 import Summary
 
+from summary_hook import _distributed
 from summary_hook._hooks import (
     Session,
     SessionRunArgs,
@@ -19,8 +20,9 @@ from summary_hook._hooks import (
 from summary_hook._ops import SummaryOp
 from summary_hook._restarts import RestartLedger, ledger_for, mark_restart
 from summary_hook._scaffold import Scaffold
-from summary_hook._timer import SecondOrStepTimer
-from summary_hook._writer import FileWriter, SummaryWriterLike, as_summary_writer
+from summary_hook._schedule import AgreedSecondsTimer
+from summary_hook._timer import SecondOrStepTimer, _HookTimer
+from summary_hook._writer import DiscardWriter, FileWriter, SummaryWriterLike, as_summary_writer
 from summary_hook._writer_cache import SummaryWriterCache
 
 __all__ = ["SaverOptions", "SummarySaverHook"]
@@ -115,6 +117,13 @@ class SummarySaverHook(SessionRunHook):
     Each op in ``summary_op`` gives one event per due step. :meth:`end` flushes but never
     closes the writer, which is shared through :class:`SummaryWriterCache`.
 
+    Under ``torch.distributed`` (an initialized process group at :meth:`begin`), every
+    rank evaluates the ops on the same steps, so that collectives in them match, and
+    only global rank zero writes. With ``save_secs``, rank zero's clock decides: it
+    turns the period into a step count at each due step and broadcasts it, so steps in
+    between make no collective (see ``_schedule`` for how this follows TensorFlow's
+    timer).
+
     Args:
         save_steps: Save every this many steps.
         save_secs: Save every this many seconds.
@@ -125,8 +134,7 @@ class SummarySaverHook(SessionRunHook):
         scaffold: A :class:`Scaffold` whose ``summary_op`` is used.
         summary_op: A summary op or a list of them.
         timer: Decides when a step is due, in place of
-            ``SecondOrStepTimer(save_secs, save_steps)`` (whose checks still apply):
-            the Lightning front end passes one on which every DDP rank agrees.
+            ``SecondOrStepTimer(save_secs, save_steps)`` (whose checks still apply).
 
     Raises:
         ValueError: If both or neither of ``scaffold`` and ``summary_op`` is given, if
@@ -151,7 +159,7 @@ class SummarySaverHook(SessionRunHook):
         scaffold: Scaffold | None = None,
         summary_op: SummaryOp | Sequence[SummaryOp] | None = None,
         *,
-        timer: SecondOrStepTimer | None = None,
+        timer: _HookTimer | None = None,
     ) -> None:
         options = SaverOptions.checked(
             save_steps=save_steps,
@@ -162,6 +170,8 @@ class SummarySaverHook(SessionRunHook):
             summary_op=summary_op,
         )
         self._timer = timer or SecondOrStepTimer(every_secs=save_secs, every_steps=save_steps)
+        self._save_secs = save_secs
+        self._agree_on_seconds = timer is None and save_secs is not None
         self._summary_op = options.summary_op
         self._scaffold = options.scaffold
         self._output_dir = options.output_dir
@@ -178,9 +188,18 @@ class SummarySaverHook(SessionRunHook):
         return self._summary_writer
 
     def begin(self) -> None:
-        """Open the shared writer of ``output_dir`` and forget any earlier run."""
-        if self._summary_writer is None and self._output_dir:
+        """Open the shared writer of ``output_dir`` and forget any earlier run.
+
+        Under ``torch.distributed``, ranks other than zero get a writer that discards,
+        and with ``save_secs`` every rank a timer they agree on.
+        """
+        if _distributed.global_rank() != 0:
+            self._summary_writer = DiscardWriter()
+        elif self._summary_writer is None and self._output_dir:
             self._summary_writer = SummaryWriterCache.get(self._output_dir)
+        if self._agree_on_seconds and _distributed.active():
+            assert self._save_secs is not None
+            self._timer = AgreedSecondsTimer(self._save_secs)
         if self._summary_writer is not None:
             self._ledger = ledger_for(self._summary_writer)
         self._next_step = None

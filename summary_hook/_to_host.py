@@ -2,8 +2,9 @@
 
 Every scalar of a device is stacked on it, and every histogram is counted on it; the
 scalars and the counts and statistics then cross to the host in one copy, and are
-turned into floats and ``HistogramProto``s there. Values are checked here, each error
-naming its tag.
+turned into floats and ``HistogramProto``s there. Values that need other ranks (a
+``DTensor``, or ``reduce=``) are combined first (``_distributed``), and their reduced
+vectors cross in the same copy. Values are checked here, each error naming its tag.
 """
 
 from __future__ import annotations
@@ -14,27 +15,35 @@ from typing import Any
 import numpy as np
 import torch
 
+from summary_hook import _distributed
+from summary_hook._distributed import Reductions, is_dtensor
 from summary_hook._histogram import device_histogram, histogram_proto
 from summary_hook._plans import Plan
 
-__all__ = ["to_host"]
+__all__ = ["LocalFailure", "to_host"]
 
 _HOST = torch.device("cpu")
 _HOST_FLOATS = (torch.float32, torch.float64)
 
 
 class _DeviceBatch:
-    """What one device sends to the host: stacked scalars, then histogram results."""
+    """What one device sends to the host: stacked scalars, histogram results, then
+    reduced vectors."""
 
     def __init__(self) -> None:
         self.scalars: torch.Tensor | None = None  # 1-D, any real dtype
         self.scalar_numbers: list[int] = []  # where each stacked scalar goes in ``numbers``
         self.histograms: list[tuple[int, int, torch.Tensor]] = []  # (number, numel, result)
+        # Each reduced vector, with what stores its values from its host copy.
+        self.reduced: list[tuple[torch.Tensor, Any]] = []
 
     def unpack_to(self, numbers: list[Any]) -> None:
         """Copy everything to the host at once and store each value in ``numbers``."""
         parts = [] if self.scalars is None else [self.scalars]
         parts.extend(result for _, _, result in self.histograms)
+        if self.reduced:
+            parts = [part.to(torch.float64) for part in parts]
+            parts.extend(vector for vector, _ in self.reduced)
         flat = parts[0] if len(parts) == 1 else torch.cat(parts)
         host = _copy_to_host(flat)
         count = len(self.scalar_numbers)
@@ -52,46 +61,97 @@ class _DeviceBatch:
                 size = result.numel()
                 numbers[index] = histogram_proto(array[offset : offset + size], numel)
                 offset += size
+        if self.reduced:
+            array = host.numpy()
+            offset = count + sum(result.numel() for _, _, result in self.histograms)
+            for vector, finish_to in self.reduced:
+                finish_to(array[offset : offset + vector.numel()], numbers)
+                offset += vector.numel()
+
+
+class LocalFailure(Exception):
+    """A value of ``leaf_index`` could not be prepared on this rank; ``__cause__`` says why.
+
+    Raised only when other ranks wait in the due step's collectives, so that the
+    evaluation can tell them before raising the cause."""
+
+    def __init__(self, leaf_index: int) -> None:
+        super().__init__(leaf_index)
+        self.leaf_index = leaf_index
 
 
 def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
     """The values of a due step on the host, in the plan's ``numbers`` order."""
     scalars = raw if not plan.histogram_slots else [raw[slot] for slot in plan.scalar_slots]
-    stacked = _stack_one_device(scalars) if scalars else None
+    stacked = _stack_one_device(scalars) if scalars and not plan.reduced else None
     if stacked is not None and not plan.histogram_slots:
         return _copy_to_host(stacked).tolist()  # the common case: scalars of one device
     numbers: list[Any] = [None] * len(raw)
     batches: dict[torch.device, _DeviceBatch] = {}
+    reductions = Reductions()
+    # Other ranks wait for this one in the due step's collectives: tell them of a failure.
+    tell_others = plan.reduced and _distributed.active()
     if stacked is not None:
         batch = batches[stacked.device] = _DeviceBatch()
         batch.scalars, batch.scalar_numbers = stacked, list(range(len(scalars)))
     elif scalars:
-        for device, part, indices in _group_scalars(plan, scalars, numbers):
+        grouped = _group_scalars(plan, scalars, numbers, reductions, tell_others)
+        for device, part, indices in grouped:
             batch = batches.setdefault(device, _DeviceBatch())
             batch.scalars, batch.scalar_numbers = part, indices
     for index, slot in enumerate(plan.histogram_slots, start=len(scalars)):
-        tensor = _histogram_value(plan.leaves[slot].tag, raw[slot])
-        if tensor.numel() == 0:
-            numbers[index] = histogram_proto(np.empty(0), 0)
-        else:
-            batch = batches.setdefault(tensor.device, _DeviceBatch())
-            batch.histograms.append((index, tensor.numel(), device_histogram(tensor)))
+        try:
+            leaf = plan.leaves[slot]
+            tensor = _histogram_value(leaf.tag, raw[slot])
+            if (is_dtensor(tensor) or leaf.reduce) and reductions.add_histogram(
+                index, leaf.tag, tensor, leaf.reduce, leaf.group
+            ):
+                continue
+            if tensor.numel() == 0:
+                numbers[index] = histogram_proto(np.empty(0), 0)
+            else:
+                batch = batches.setdefault(tensor.device, _DeviceBatch())
+                batch.histograms.append((index, tensor.numel(), device_histogram(tensor)))
+        except Exception as error:
+            if tell_others:
+                raise LocalFailure(slot) from error
+            raise
+    if reductions:
+        reductions.run()
+        for vector, finish_to in reductions.results():
+            batches.setdefault(vector.device, _DeviceBatch()).reduced.append((vector, finish_to))
     for batch in batches.values():
         batch.unpack_to(numbers)
     return numbers
 
 
 def _group_scalars(
-    plan: Plan, scalars: list[Any], numbers: list[Any]
+    plan: Plan,
+    scalars: list[Any],
+    numbers: list[Any],
+    reductions: Reductions,
+    tell_others: bool,
 ) -> list[tuple[torch.device, torch.Tensor, list[int]]]:
     """The scalars that do not stack as one: check each, then concatenate per device.
 
-    Python and numpy numbers go straight into ``numbers``. Dtypes are left as they are;
-    conversion to float happens on the host, after the one copy.
+    Python and numpy numbers go straight into ``numbers``, and values that need other
+    ranks into ``reductions``. Dtypes are left as they are; conversion to float happens
+    on the host, after the one copy. An error is wrapped in :class:`LocalFailure` when
+    ``tell_others``.
     """
     groups: dict[torch.device, tuple[list[torch.Tensor], list[int]]] = {}
     for index, (slot, value) in enumerate(zip(plan.scalar_slots, scalars, strict=True)):
-        checked = _scalar_value(plan.leaves[slot].tag, value)  # raises the precise error
+        leaf = plan.leaves[slot]
+        try:
+            checked = _scalar_value(leaf.tag, value)  # raises the precise error
+            if (is_dtensor(checked) or leaf.reduce) and reductions.add_scalar(
+                index, leaf.tag, checked, leaf.reduce, leaf.group
+            ):
+                continue
+        except Exception as error:
+            if tell_others:
+                raise LocalFailure(slot) from error
+            raise
         if isinstance(checked, float):
             numbers[index] = checked
         else:
@@ -108,7 +168,12 @@ def _stack_one_device(values: list[Any]) -> torch.Tensor | None:
         stacked = torch.stack(values)
     except (TypeError, RuntimeError):
         return None
-    if stacked.numel() != len(values) or stacked.dtype.is_complex or stacked.is_meta:
+    if (
+        stacked.numel() != len(values)
+        or stacked.dtype.is_complex
+        or stacked.is_meta
+        or is_dtensor(stacked)
+    ):
         return None
     return stacked if stacked.dim() == 1 else stacked.reshape(-1)
 

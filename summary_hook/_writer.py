@@ -22,6 +22,7 @@ from summary_hook._event_file import EventFileWriter, flush_all_writers
 from summary_hook._records import summary_event
 
 __all__ = [
+    "DiscardWriter",
     "FileWriter",
     "SummaryWriterLike",
     "as_summary_writer",
@@ -210,6 +211,19 @@ class FileWriter:
 
 
 _foreign_writers: weakref.WeakSet[_ForeignWriter] = weakref.WeakSet()
+
+
+class DiscardWriter:
+    """The writer of ranks other than zero: they evaluate the ops, and write nothing."""
+
+    def add_summary(self, summary: Any, global_step: int | None = None) -> None:
+        pass
+
+    def add_session_log(self, session_log: Any, global_step: int | None = None) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
 
 
 class _ForeignWriter:

@@ -15,7 +15,7 @@ from tensorboard.compat.proto.event_pb2 import Event
 import summary_hook as sh
 
 # Scripts that tests run as subprocesses: not test modules, and not for doctest collection.
-collect_ignore = ["ddp_script.py", "kill_child.py", "sigterm_child.py", "journeys"]
+collect_ignore = ["ddp_script.py", "kill_child.py", "sigterm_child.py", "journeys", "distributed"]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,0 +1,169 @@
+"""One rank of a real multi-process run (gloo, CPU) of a plain PyTorch loop, started by
+tests/test_distributed.py once per rank, with the usual RANK, WORLD_SIZE, MASTER_ADDR and
+MASTER_PORT in its environment.
+
+Usage: python tests/distributed/plain_run.py OUTPUT_DIR MODE
+
+MODE:
+  fsdp     a fully_shard (FSDP2) model: histograms of sharded weights and gradients, and a
+           partial scalar; rank zero saves the gathered tensors for the test to compare
+  mesh2d   DTensors on a 2-D mesh, sharded and replicated on each dimension
+  reduce   per-rank values with reduce= in every mode
+  stall    save_secs; rank 1 stalls two seconds in a non-due step; each rank records
+           how long its loop took
+  raise1   rank 1's summary function raises at the second due step
+
+Each rank writes OUTPUT_DIR/rank<r>.json: the collectives its due and non-due steps made,
+and what the mode measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import summary_hook as sh
+from benchmarks.harness import CountCollectives
+
+
+def fsdp(output_dir: str, rank: int) -> dict:
+    from torch.distributed.fsdp import fully_shard
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+    fully_shard(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    sh.histogram("weight/0", lambda: model[0].weight)
+    sh.histogram("grad/0", lambda: model[0].weight.grad)
+    sh.histogram("weight/2", lambda: model[2].weight)
+    sh.scalar("weight_sum/0", lambda: model[0].weight.sum())  # a Partial(sum) DTensor
+    hook = sh.SummarySaverHook(save_steps=2, output_dir=output_dir, scaffold=sh.Scaffold())
+    gathered = {}
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        return loss
+
+    counter = CountCollectives()
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        for i in range(5):
+            x = torch.randn(4, 5, generator=torch.Generator().manual_seed(100 * rank + i))
+            with counter.step(due=session.global_step % 2 == 0):
+                session.run(step, x)
+            if session.global_step % 2 == 1:  # the step just written: keep the whole tensors
+                tensors = {
+                    "weight/0": model[0].weight.full_tensor(),
+                    "grad/0": model[0].weight.grad.full_tensor(),
+                    "weight/2": model[2].weight.full_tensor(),
+                }
+                gathered[session.global_step] = {k: v.detach().clone() for k, v in tensors.items()}
+            optimizer.step()
+    if rank == 0:
+        torch.save(gathered, os.path.join(output_dir, "gathered.pt"))
+    return counter.report()
+
+
+def mesh2d(output_dir: str, rank: int) -> dict:
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Partial, Replicate, Shard, distribute_tensor
+
+    whole = torch.randn(6, 8, generator=torch.Generator().manual_seed(7))
+    meshes = {"2x1": init_device_mesh("cpu", (2, 1)), "1x2": init_device_mesh("cpu", (1, 2))}
+    layouts = {
+        "2x1/shard_replicate": (meshes["2x1"], [Shard(0), Replicate()]),
+        "2x1/replicate_shard": (meshes["2x1"], [Replicate(), Shard(1)]),
+        "1x2/replicate_shard": (meshes["1x2"], [Replicate(), Shard(0)]),
+        "1x2/shard_shard": (meshes["1x2"], [Shard(1), Shard(0)]),
+    }
+    tensors = {name: distribute_tensor(whole, mesh, p) for name, (mesh, p) in layouts.items()}
+    for name, tensor in tensors.items():
+        sh.histogram(name, lambda t=tensor: t)
+        sh.scalar(f"{name}/sum", lambda t=tensor: t.sum())
+    world = meshes["2x1"]
+    local = torch.tensor([float(rank + 1)])
+    partial = {
+        reduction: torch.distributed.tensor.DTensor.from_local(
+            local, world, [Partial(reduction), Replicate()], run_check=False
+        )
+        for reduction in ("sum", "avg", "max", "min")
+    }
+    for reduction, tensor in partial.items():
+        sh.scalar(f"partial/{reduction}", lambda t=tensor: t.sum())
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=output_dir, scaffold=sh.Scaffold())
+    counter = CountCollectives()
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        with counter.step(due=True):
+            session.run(lambda: None)
+    if rank == 0:
+        torch.save(whole, os.path.join(output_dir, "whole.pt"))
+    return counter.report()
+
+
+def reduce(output_dir: str, rank: int) -> dict:
+    values = torch.arange(10, dtype=torch.float32) * (rank + 1)  # rank 1's are twice rank 0's
+    for mode in ("mean", "sum", "min", "max"):
+        sh.scalar(f"reduce/{mode}", lambda: float(rank + 1), reduce=mode)
+    sh.scalar("reduce/none", lambda: float(rank + 1))
+    sh.scalar("reduce/tensor_mean", lambda: torch.tensor(rank + 1.0), reduce="mean")
+    sh.histogram("reduce/histogram", lambda: values, reduce="sum")
+    sh.histogram("reduce/histogram_none", lambda: values)
+    hook = sh.SummarySaverHook(save_steps=3, output_dir=output_dir, scaffold=sh.Scaffold())
+    counter = CountCollectives()
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        for _ in range(7):
+            with counter.step(due=session.global_step % 3 == 0):
+                session.run(lambda: None)
+    return counter.report()
+
+
+def stall(output_dir: str, rank: int) -> dict:
+    sh.scalar("rank_mean", lambda: float(rank), reduce="mean")
+    hook = sh.SummarySaverHook(save_secs=60, output_dir=output_dir, scaffold=sh.Scaffold())
+    counter = CountCollectives()
+    times = []
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        for i in range(20):
+            start = time.perf_counter()
+            with counter.step(due=i == 0):
+                session.run(lambda i=i: time.sleep(2.0) if rank == 1 and i == 5 else None)
+            times.append(time.perf_counter() - start)
+    return {**counter.report(), "loop_seconds": sum(times[1:]), "step_seconds": times}
+
+
+def raise1(output_dir: str, rank: int) -> dict:
+    def value(out: object) -> float:
+        if rank == 1 and session.global_step == 3:
+            raise ValueError("rank 1's value is broken")
+        return float(rank)
+
+    sh.scalar("fragile", value, reduce="sum")
+    hook = sh.SummarySaverHook(save_steps=2, output_dir=output_dir, scaffold=sh.Scaffold())
+    error = None
+    start = time.perf_counter()
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        try:
+            for _ in range(5):
+                session.run(lambda: None)
+        except sh.SummaryEvaluationError as raised:
+            error = str(raised)
+    return {"error": error, "seconds": time.perf_counter() - start}
+
+
+if __name__ == "__main__":
+    output_dir, mode = sys.argv[1], sys.argv[2]
+    dist.init_process_group("gloo", timeout=timedelta(seconds=60))
+    rank = dist.get_rank()
+    report = globals()[mode](output_dir, rank)
+    with open(os.path.join(output_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(report, f)
+    dist.destroy_process_group()

@@ -1,0 +1,107 @@
+"""reduce= and DTensors in one process, and the timer that ranks agree on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.distributed as dist
+
+import summary_hook as sh
+from summary_hook._schedule import AgreedSecondsTimer
+from tests.readers import free_port
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda: sh.scalar("s", lambda: 1.0, reduce="median"),
+            r"scalar 's': reduce must be one of None, 'mean', 'sum', 'min', 'max', got 'median'",
+        ),
+        (
+            lambda: sh.histogram("h", lambda: [1.0], reduce="mean"),
+            r"histogram 'h': reduce must be one of None, 'sum', got 'mean'",
+        ),
+        (
+            lambda: sh.scalar("s", lambda: 1.0, group=object()),
+            r"scalar 's': group=<object object at .*> needs reduce=",
+        ),
+    ],
+)
+def test_raises_when_reduce_or_group_is_bad(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_reduce_without_a_process_group_writes_the_value_as_it_is():
+    ops = [
+        sh.scalar(f"s/{mode}", lambda: torch.tensor(2.5), reduce=mode, collections=[])
+        for mode in ("mean", "sum", "min", "max")
+    ]
+    histogram = sh.histogram("h", lambda: torch.arange(4.0), reduce="sum", collections=[])
+    summaries = sh.evaluate([*ops, histogram])
+    assert [s.value[0].simple_value for s in summaries[:4]] == [2.5] * 4
+    assert summaries[4] == sh.evaluate(sh.histogram("h", lambda: torch.arange(4.0), collections=[]))
+
+
+@pytest.fixture
+def one_rank_group():
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1
+    )
+    yield
+    dist.destroy_process_group()
+
+
+def test_a_dtensor_histogram_on_one_rank_equals_the_plain_one(one_rank_group):
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+
+    whole = torch.randn(50, 3, generator=torch.Generator().manual_seed(1))
+    mesh = init_device_mesh("cpu", (1,))
+    for placement in (Shard(0), Replicate()):
+        dtensor = distribute_tensor(whole, mesh, [placement])
+        ours = sh.evaluate(sh.histogram("h", lambda d=dtensor: d, collections=[]))
+        plain = sh.evaluate(sh.histogram("h", lambda: whole, collections=[]))
+        assert ours.value[0].histo.bucket == plain.value[0].histo.bucket
+        assert ours.value[0].histo.num == plain.value[0].histo.num == 150
+
+
+def test_raises_when_a_dtensor_has_reduce(one_rank_group):
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    dtensor = distribute_tensor(torch.ones(4), init_device_mesh("cpu", (1,)), [Shard(0)])
+    op = sh.histogram("h", lambda: dtensor, reduce="sum", collections=[])
+    with pytest.raises(
+        ValueError, match=r"histogram 'h' is a DTensor, whose value is already global"
+    ):
+        sh.evaluate(op)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_agreed_seconds_timer_turns_the_period_into_steps_at_due_steps(one_rank_group, monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr("time.time", clock)
+    timer = AgreedSecondsTimer(every_secs=10)
+    assert timer.should_trigger_for_step(1)
+    clock.now += 2.0  # the first step took 2 s: due again 5 steps on
+    assert timer.update_last_triggered_step(1) == (None, None)
+    assert next(s for s in range(2, 12) if timer.should_trigger_for_step(s)) == 6
+    clock.now += 5 * 0.5  # the pace became 0.5 s a step: 20 steps on
+    assert timer.update_last_triggered_step(6) == (2.5, 5)
+    assert not timer.should_trigger_for_step(25) and timer.should_trigger_for_step(26)
+    assert not timer.should_trigger_for_step(6)  # a step never triggers twice
+    assert timer.last_triggered_step() == 6
+
+
+def test_agreed_seconds_timer_checks_its_period():
+    with pytest.raises(TypeError, match=r"every_secs must be a number, got '10'"):
+        AgreedSecondsTimer(every_secs="10")
