@@ -143,14 +143,14 @@ def count_cuda_syncs(fn: Callable[[], object]) -> int:
     mode, which warns on each synchronising call."""
     torch.cuda.synchronize()
     previous = torch.cuda.get_sync_debug_mode()
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # (setting the mode warns too, on some versions)
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
             fn()
-    finally:
-        torch.cuda.set_sync_debug_mode(previous)
-    return sum("synchronizing" in str(w.message) for w in caught)
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    return sum("called a synchronizing CUDA operation" in str(w.message) for w in caught)
 
 
 def rss_mb() -> float:

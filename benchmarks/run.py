@@ -1,7 +1,8 @@
 """Benchmarks: summary_hook beside torch.utils.tensorboard, tensorboardX and a raw baseline.
 
-Each measurement is a module here (``p1_scalars`` ... ``p9_model_step``) with its own
-set-up and clean-up; memory (P6) and import time (P8) run in processes of their own.
+Each measurement is a module here (``p1_scalars`` ... ``p10_distributed``) with its own
+set-up and clean-up; memory (P6), import time (P8) and the two ranks of P10 run in
+processes of their own.
 Contenders of a measurement take turns, repeat by repeat, so that ratios compare like
 with like on a shared, noisy machine; each reports the median of its repeats.
 
@@ -38,6 +39,7 @@ MEASUREMENTS = {
     "P7": "p7_payload",
     "P8": "p8_import",
     "P9": "p9_model_step",
+    "P10": "p10_distributed",
 }
 
 

@@ -99,7 +99,8 @@ def report_failure(leaf_index: int) -> None:
 
 
 def _exchange_status(code: int) -> int:
-    status = torch.tensor([code], dtype=torch.int64, device=collective_device())
+    # A fill on the device: a tensor made from a host value would synchronise once more.
+    status = torch.full((1,), code, dtype=torch.int64, device=collective_device())
     dist.all_reduce(status, op=dist.ReduceOp.MAX)
     return int(status.item())
 
@@ -147,7 +148,7 @@ class _Batch:
         for values, op in ((self.sums, dist.ReduceOp.SUM), (self.maxes, dist.ReduceOp.MAX)):
             if not values:
                 continue
-            vector = torch.cat([v.to(device, torch.float64).reshape(-1) for v in values])
+            vector = _concatenated_on(device, values)
             try:
                 for group in self.groups:
                     dist.all_reduce(vector, op=op, group=group)
@@ -163,6 +164,15 @@ class _Batch:
         summed, maxed = host[: self.sum_length], host[self.sum_length :]
         for index, _, sum_slice, max_slice, finish in self.entries:
             numbers[index] = finish(summed[sum_slice], maxed[max_slice])
+
+
+def _concatenated_on(device: torch.device, values: list[torch.Tensor]) -> torch.Tensor:
+    """``values`` as one float64 vector on ``device``: concatenated where they are when
+    they share a device, so that host values cross to an accelerator in one copy."""
+    flat = [value.reshape(-1).to(torch.float64) for value in values]
+    if len({value.device for value in flat}) == 1:
+        return torch.cat(flat).to(device)
+    return torch.cat([value.to(device) for value in flat])
 
 
 def _float(sign: float = 1.0, divisor: float = 1.0, maxed: bool = False) -> Finish:
@@ -242,7 +252,9 @@ class Reductions:
             divisor = 1
             for d, reduction in reductions.items():
                 divisor *= mesh.size(d) if reduction == "avg" else 1
-            contribution = local if owner else torch.zeros(1, dtype=torch.float64)
+            contribution = (
+                local if owner else torch.zeros(1, dtype=torch.float64, device=local.device)
+            )
             batch.add(index, tag, contribution, None, _float(divisor=divisor))
         elif partial in ({"max"}, {"min"}):
             sign = -1.0 if partial == {"min"} else 1.0
@@ -275,11 +287,12 @@ class Reductions:
             return False
         if owner and local.numel():
             result = device_histogram(local)  # [min, max, sum, sum_squares, counts...]
-            count = torch.tensor([float(local.numel())], dtype=torch.float64, device=result.device)
+            # (A fill on the device: a tensor made from a host value would synchronise.)
+            count = torch.full((1,), float(local.numel()), dtype=torch.float64, device=local.device)
             sums, maxes = torch.cat((count, result[2:])), torch.stack((result[1], -result[0]))
         else:
-            sums = torch.zeros(3 + len(BUCKET_LIMITS), dtype=torch.float64)
-            maxes = torch.full((2,), -math.inf, dtype=torch.float64)
+            sums = torch.zeros(3 + len(BUCKET_LIMITS), dtype=torch.float64, device=local.device)
+            maxes = torch.full((2,), -math.inf, dtype=torch.float64, device=local.device)
         self._batch(groups).add(index, tag, sums, maxes, _finish_histogram)
         return True
 

@@ -78,7 +78,7 @@ class AgreedSecondsTimer(_HookTimer):
         """Rank zero's count of steps to the next due step, broadcast to every rank."""
         steps = self._every_secs / pace if pace > 0 else 1.0
         ahead = _LONGEST if not math.isfinite(steps) else max(1, min(math.ceil(steps), _LONGEST))
-        count = torch.tensor([ahead], dtype=torch.int64, device=collective_device())
+        count = torch.full((1,), ahead, dtype=torch.int64, device=collective_device())
         dist.broadcast(count, src=0)
         return int(count.item())
 

@@ -62,6 +62,26 @@ def test_readme_lightning_example_with_the_default_trainer(tmp_path):
     assert_readers_show(run_dir, disk)
 
 
+def test_readme_sharded_example_under_torchrun(tmp_path):
+    from tests.test_readme import torchrun_command
+
+    code = readme_python("fully_shard(model)")
+    result = subprocess.run(
+        torchrun_command(code, tmp_path / "sharded.py"),
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    run_dir = str(tmp_path / "runs" / "sharded")
+    disk = on_disk(run_dir)
+    assert len(event_files(run_dir)) == 1  # rank zero's
+    for tag in ("weights/0", "grads/0", "weight_norm/0", "loss"):
+        assert steps(disk, tag) == list(range(1, 100, 10)), tag
+    assert_readers_show(run_dir, disk)
+
+
 @pytest.mark.parametrize(
     ("marker", "run_dir", "expected"),
     [

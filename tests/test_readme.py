@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from tests.conftest import ROOT, readme_blocks
+from tests.readers import free_port
 
 BIN = os.path.dirname(sys.executable)
 
@@ -33,12 +34,32 @@ def test_ci_runs_the_readme_test_command():
     assert ran.stdout.strip() == readme_blocks()[1][1].strip()
 
 
+#: How a README example that needs several processes says so; it runs that way.
+TORCHRUN = "# torchrun --nproc_per_node 2 this_script.py"
+
+
+def torchrun_command(code: str, path: os.PathLike[str]) -> list[str]:
+    """Run ``code`` as the README says: two ranks under ``torchrun``, on a free port."""
+    with open(path, "w") as f:
+        f.write(code)
+    return [
+        os.path.join(BIN, "torchrun"),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        str(path),
+    ]
+
+
 def test_every_other_block_runs_in_order(tmp_path):
     blocks = readme_blocks()[2:]
     assert blocks, "the README shows no usage"
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "MPLBACKEND": "Agg"}
     for index, (language, code) in enumerate(blocks):
-        if language == "python":
+        if language == "python" and TORCHRUN in code:
+            command = torchrun_command(code, tmp_path / f"block{index}.py")
+        elif language == "python":
             command = [sys.executable, "-c", code]
         else:
             assert language == "bash", f"block {index}: unknown language {language}"
