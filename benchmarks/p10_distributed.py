@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import socket
+import subprocess
 import sys
 import tempfile
 import time
