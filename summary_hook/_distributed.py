@@ -11,8 +11,9 @@ makes:
    compute its contributions the others raise instead of waiting for it;
 2. per process group, one ``all_reduce`` (SUM) and one (MAX).
 
-A DTensor whose mesh spans the world travels in the world's vectors; one on a smaller
-mesh is reduced over its mesh's dimensions in turn. Placements:
+DTensors travel in the world's vectors, whatever their mesh: a rank outside the mesh
+adds nothing, so rank zero writes the whole value even when it holds none of it.
+Placements:
 
 - ``Shard``: every shard counts, once.
 - ``Replicate``: only the rank at coordinate 0 of that mesh dimension counts.
@@ -110,10 +111,10 @@ Finish = Callable[[np.ndarray, np.ndarray], Any]
 
 
 class _Batch:
-    """The contributions that reduce over one sequence of process groups."""
+    """The contributions that reduce over one process group (None: the world)."""
 
-    def __init__(self, groups: tuple[Any, ...]) -> None:
-        self.groups = groups
+    def __init__(self, group: Any) -> None:
+        self.group = group
         self.sums: list[torch.Tensor] = []
         self.maxes: list[torch.Tensor] = []
         self.sum_length = 0
@@ -143,15 +144,14 @@ class _Batch:
 
     def reduce(self) -> torch.Tensor:
         """Run the batch's collectives; the summed vector, then the maxed one."""
-        device = collective_device(self.groups[0])
+        device = collective_device(self.group)
         parts = []
         for values, op in ((self.sums, dist.ReduceOp.SUM), (self.maxes, dist.ReduceOp.MAX)):
             if not values:
                 continue
             vector = _concatenated_on(device, values)
             try:
-                for group in self.groups:
-                    dist.all_reduce(vector, op=op, group=group)
+                dist.all_reduce(vector, op=op, group=self.group)
             except Exception as error:
                 tags = ", ".join(repr(tag) for _, tag, _, _, _ in self.entries)
                 what = f"the all_reduce that combines it across ranks (with {tags})"
@@ -198,16 +198,16 @@ class Reductions:
     """
 
     def __init__(self) -> None:
-        self._batches: dict[tuple[Any, ...], _Batch] = {}
+        self._batches: dict[Any, _Batch] = {}  # by process group
         self._reduced: list[tuple[_Batch, torch.Tensor]] = []
 
     def __bool__(self) -> bool:
         return bool(self._batches)
 
-    def _batch(self, groups: tuple[Any, ...]) -> _Batch:
-        batch = self._batches.get(groups)
+    def _batch(self, group: Any) -> _Batch:
+        batch = self._batches.get(group)
         if batch is None:
-            batch = self._batches[groups] = _Batch(groups)
+            batch = self._batches[group] = _Batch(group)
         return batch
 
     def add_scalar(
@@ -217,7 +217,7 @@ class Reductions:
         process group, or this rank outside ``group``), and is written as it is.
 
         Raises:
-            ValueError: If a DTensor has ``reduce``, or lies on a mesh without this rank.
+            ValueError: If a DTensor has ``reduce``.
         """
         if is_dtensor(value):
             if reduce is not None:
@@ -228,7 +228,7 @@ class Reductions:
             return False
         number = value if isinstance(value, torch.Tensor) else torch.tensor(float(value))
         contribution = number.detach().reshape(1).to(torch.float64)
-        batch = self._batch((group,))
+        batch = self._batch(group)
         if reduce in ("sum", "mean"):
             size = dist.get_world_size(group) if reduce == "mean" else 1
             batch.add(index, tag, contribution, None, _float(divisor=size))
@@ -239,16 +239,14 @@ class Reductions:
 
     def _add_dtensor_scalar(self, index: int, tag: str, value: DTensor) -> None:
         mesh, placements = value.device_mesh, value.placements
-        coordinate = _coordinate(tag, "scalar", mesh)
+        coordinate = mesh.get_coordinate()  # None: this rank is outside the mesh
         local = _local_values_of_scalar(tag, value)
         has_value = local.numel() == 1
         reductions = {d: _partial_reduction(p) for d, p in enumerate(placements) if p.is_partial()}
         partial = set(reductions.values())
-        batch = self._batch(_mesh_groups(mesh))
+        batch = self._batch(None)
         if partial <= {"sum", "avg"}:
-            owner = has_value and all(
-                coordinate[d] == 0 for d, p in enumerate(placements) if p.is_replicate()
-            )
+            owner = has_value and _counts_once(coordinate, placements)
             divisor = 1
             for d, reduction in reductions.items():
                 divisor *= mesh.size(d) if reduction == "avg" else 1
@@ -258,7 +256,11 @@ class Reductions:
             batch.add(index, tag, contribution, None, _float(divisor=divisor))
         elif partial in ({"max"}, {"min"}):
             sign = -1.0 if partial == {"min"} else 1.0
-            contribution = sign * local if has_value else torch.tensor([-math.inf])
+            contribution = (
+                sign * local
+                if has_value
+                else torch.full((1,), -math.inf, dtype=torch.float64, device=local.device)
+            )
             batch.add(index, tag, None, contribution, _float(sign=sign, maxed=True))
         else:
             raise ValueError(
@@ -272,17 +274,16 @@ class Reductions:
         """Add a histogram that needs other ranks; False as for :meth:`add_scalar`.
 
         Raises:
-            ValueError: If a DTensor has ``reduce``, or lies on a mesh without this rank.
+            ValueError: If a DTensor has ``reduce``.
         """
         if is_dtensor(value):
             if reduce is not None:
                 raise ValueError(_DTENSOR_REDUCE.format(kind="histogram", tag=tag, reduce=reduce))
-            mesh, placements = value.device_mesh, value.placements
-            coordinate = _coordinate(tag, "histogram", mesh)
-            owner = all(coordinate[d] == 0 for d, p in enumerate(placements) if p.is_replicate())
-            local, groups = _local_values(tag, value), _mesh_groups(mesh)
+            # A partial dimension is replicated once made whole (see _local_values).
+            owner = _counts_once(value.device_mesh.get_coordinate(), value.placements, True)
+            local, group = _local_values(tag, value), None
         elif _in_group(group):
-            owner, local, groups = True, value, (group,)
+            owner, local = True, value
         else:
             return False
         if owner and local.numel():
@@ -293,7 +294,7 @@ class Reductions:
         else:
             sums = torch.zeros(3 + len(BUCKET_LIMITS), dtype=torch.float64, device=local.device)
             maxes = torch.full((2,), -math.inf, dtype=torch.float64, device=local.device)
-        self._batch(groups).add(index, tag, sums, maxes, _finish_histogram)
+        self._batch(group).add(index, tag, sums, maxes, _finish_histogram)
         return True
 
     def run(self) -> None:
@@ -363,18 +364,14 @@ def _in_group(group: Any) -> bool:
     return group is None or dist.get_rank(group) >= 0
 
 
-def _coordinate(tag: str, kind: str, mesh: Any) -> tuple[int, ...]:
-    coordinate = mesh.get_coordinate()
+def _counts_once(coordinate: Any, placements: Any, partial_replicates: bool = False) -> bool:
+    """Whether this rank's part of a DTensor counts: it is in the mesh (``coordinate`` is
+    not None), and at coordinate 0 of every dimension that replicates the tensor (with
+    ``partial_replicates``, the partial ones too)."""
     if coordinate is None:
-        raise ValueError(
-            f"{kind} {tag!r} is a DTensor on a device mesh without this rank "
-            f"(global rank {dist.get_rank()}), which holds none of its values"
-        )
-    return tuple(coordinate)
-
-
-def _mesh_groups(mesh: Any) -> tuple[Any, ...]:
-    """The process groups that span ``mesh``: the world's, or each of its dimensions'."""
-    if mesh.size() == dist.get_world_size():
-        return (None,)
-    return tuple(mesh.get_group(d) for d in range(mesh.ndim))
+        return False
+    return all(
+        coordinate[d] == 0
+        for d, p in enumerate(placements)
+        if p.is_replicate() or (partial_replicates and p.is_partial())
+    )

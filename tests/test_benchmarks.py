@@ -18,7 +18,7 @@ def test_benchmark_quick_mode_runs_and_reports_every_measurement(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert [r["id"] for r in report["results"]] == [f"P{i}" for i in range(1, 10)]
+    assert [r["id"] for r in report["results"]] == [f"P{i}" for i in range(1, 11)]
     by_id = {r["id"]: r for r in report["results"]}
     # Facts, not timings: laziness, one transfer, complete files, lazy Lightning.
     assert by_id["P3"]["details"]["summary_calls"] == 0
@@ -30,6 +30,15 @@ def test_benchmark_quick_mode_runs_and_reports_every_measurement(tmp_path):
     assert by_id["P2"]["details"]["same_bucket_counts"]
     assert not by_id["P8"]["details"]["imports_lightning"]
     assert by_id["P9"]["details"]["parameters"] == 10 * (128 * 128 + 128)
+    due = by_id["P10"]["details"]["due_step"]["counts"]
+    assert due["summary_hook"]["collectives"] == 3
+    assert due["by_hand"]["collectives"] == 110
+    assert by_id["P10"]["details"]["non_due_steps"]["collectives_per_non_due_step"] == {
+        "bare": 0,
+        "save_steps": 0,
+        "save_secs": 0,
+        "broadcast_every_step": 2,  # broadcast_object_list: a size, then the data
+    }
     assert "| P1 |" in result.stdout
 
 
@@ -48,8 +57,10 @@ def test_quick_and_partial_runs_leave_the_committed_results_alone(tmp_path):
 
 def test_only_names_the_ids_it_takes():
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--only", "P10"],
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--only", "P11"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 2
-    assert "--only takes ids from P1, P2, P3, P4, P5, P6, P7, P8, P9, got 'P10'" in result.stderr
+    assert "--only takes ids from P1, P2, P3, P4, P5, P6, P7, P8, P9, P10, got 'P11'" in (
+        result.stderr
+    )

@@ -172,6 +172,18 @@ def test_partial_scalars_combine_as_their_placement_says(mesh_run):
     assert written["partial/min"] == 1.0
 
 
+def test_partial_and_other_meshes_give_the_whole_tensors_histogram(tmp_path):
+    run_dir = str(tmp_path)
+    reports = run_ranks(SCRIPT, run_dir, "partial_and_submesh")
+    expected = reference_histogram(torch.arange(4.0) * 3)
+    assert_same_histogram(written_histogram(run_dir, "partial", 1), expected)
+    whole = torch.load(os.path.join(run_dir, "whole.pt"))
+    assert_same_histogram(written_histogram(run_dir, "rank_one", 1), reference_histogram(whole))
+    for report in reports:  # the partial one is made whole first: one all_reduce of its own
+        (due,) = report["steps"]["due"]
+        assert due["collectives"] == ["all_reduce"] + ["allreduce_"] * 3
+
+
 @pytest.fixture(scope="module")
 def reduce_run(tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("reduce"))

@@ -85,7 +85,7 @@ def test_readme_sharded_example_under_torchrun(tmp_path):
 @pytest.mark.parametrize(
     ("marker", "run_dir", "expected"),
     [
-        ("sh.MonitoredSession(hooks=[hook])", "runs/exp1", {"loss": 10, "fc/weight": 10}),
+        ('output_dir="runs/exp1"', "runs/exp1", {"loss": 10, "fc/weight": 10}),
         ("sh.StepSession()", "runs/manual", {"loss": 5}),
     ],
 )

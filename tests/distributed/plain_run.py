@@ -8,6 +8,8 @@ MODE:
   fsdp     a fully_shard (FSDP2) model: histograms of sharded weights and gradients, and a
            partial scalar; rank zero saves the gathered tensors for the test to compare
   mesh2d   DTensors on a 2-D mesh, sharded and replicated on each dimension
+  partial_and_submesh
+           a histogram of a Partial DTensor, and of a DTensor on a mesh without rank 0
   reduce   per-rank values with reduce= in every mode
   stall    save_secs; rank 1 stalls two seconds in a non-due step; each rank records
            how long its loop took
@@ -109,6 +111,26 @@ def mesh2d(output_dir: str, rank: int) -> dict:
     return counter.report()
 
 
+def partial_and_submesh(output_dir: str, rank: int) -> dict:
+    from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
+    from torch.distributed.tensor import DTensor, Partial, Shard, distribute_tensor
+
+    world = init_device_mesh("cpu", (2,))
+    partial = DTensor.from_local(torch.arange(4.0) * (rank + 1), world, [Partial()])
+    sh.histogram("partial", lambda: partial)  # the whole tensor: arange(4) * 3
+    whole = torch.randn(6, 3, generator=torch.Generator().manual_seed(3))
+    rank_one = DeviceMesh("cpu", [1])  # a mesh without rank zero, which still writes
+    on_rank_one = distribute_tensor(whole, rank_one, [Shard(0)])
+    sh.histogram("rank_one", lambda: on_rank_one)
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=output_dir, scaffold=sh.Scaffold())
+    counter = CountCollectives()
+    with sh.MonitoredSession(hooks=[hook]) as session, counter.step(due=True):
+        session.run(lambda: None)
+    if rank == 0:
+        torch.save(whole, os.path.join(output_dir, "whole.pt"))
+    return counter.report()
+
+
 def reduce(output_dir: str, rank: int) -> dict:
     values = torch.arange(10, dtype=torch.float32) * (rank + 1)  # rank 1's are twice rank 0's
     for mode in ("mean", "sum", "min", "max"):
@@ -166,4 +188,7 @@ if __name__ == "__main__":
     report = globals()[mode](output_dir, rank)
     with open(os.path.join(output_dir, f"rank{rank}.json"), "w") as f:
         json.dump(report, f)
+    # Let go of the DTensors (the registered ops hold them) while the process groups
+    # exist: torch may abort at exit when one outlives them.
+    sh.clear_collection(None)
     dist.destroy_process_group()
