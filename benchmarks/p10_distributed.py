@@ -32,7 +32,7 @@ def _due_step(quick: bool) -> dict[str, Any]:
 
     import summary_hook as sh
     from benchmarks.harness import CountCollectives, median_times
-    from summary_hook._histogram import device_histogram
+    from summary_hook._evaluation.histogram import device_histogram
 
     width = 256 if quick else 1024
     layers = torch.nn.Sequential(*(torch.nn.Linear(width, width) for _ in range(10)))

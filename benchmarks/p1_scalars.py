@@ -11,7 +11,7 @@ import torch
 
 import summary_hook as sh
 from benchmarks.harness import Result, median_times, scalars
-from summary_hook._records import encode_record
+from summary_hook._events.records import encode_record
 
 
 def p1_scalars(repeats: int, steps: int, device: str, tmp: str) -> Result:

@@ -9,6 +9,7 @@ import torch
 
 import summary_hook as sh
 from benchmarks.harness import Result, median_times
+from summary_hook._evaluation.histogram import BUCKET_LIMITS
 
 
 def p2_histogram(repeats: int, size: int, device: str, tmp: str) -> Result:
@@ -39,7 +40,7 @@ def p2_histogram(repeats: int, size: int, device: str, tmp: str) -> Result:
     from torch.utils.tensorboard.summary import histogram as torch_summary
 
     ours_histo = sh.evaluate(op).value[0].histo
-    bins = list(sh._histogram.BUCKET_LIMITS[1:-1])
+    bins = list(BUCKET_LIMITS[1:-1])
     theirs = torch_summary("h", values.cpu().double(), bins=bins).value[0].histo
     same = {
         (limit, n) for limit, n in zip(ours_histo.bucket_limit, ours_histo.bucket, strict=True) if n

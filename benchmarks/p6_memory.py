@@ -21,7 +21,7 @@ from benchmarks.harness import Result, rss_mb, writer_path
 def p6_many_events(count: int, root: str) -> Result:
     from tensorboard.compat.proto.summary_pb2 import Summary
 
-    from summary_hook._records import iter_records
+    from summary_hook._events.records import iter_records
 
     tmp = tempfile.mkdtemp(dir=root)
     writer = sh.FileWriter(tmp)
@@ -65,7 +65,7 @@ def p6_many_events(count: int, root: str) -> Result:
 
 def p6_due_steps(count: int, root: str) -> dict[str, Any]:
     """``count`` due steps through MonitoredSession and the hook: memory and completeness."""
-    from summary_hook._records import iter_records
+    from summary_hook._events.records import iter_records
 
     tmp = tempfile.mkdtemp(dir=root)
     loss = torch.tensor(0.5)

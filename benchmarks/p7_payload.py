@@ -8,7 +8,7 @@ import tempfile
 
 import summary_hook as sh
 from benchmarks.harness import Result, median_time
-from summary_hook._records import encode_record
+from summary_hook._events.records import encode_record
 
 
 def p7_large_payload(repeats: int, tmp: str) -> Result:

@@ -10,15 +10,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from summary_hook import _fork  # noqa: F401  (registers what a forked child resets)
-from summary_hook._evaluate import SummaryEvaluationError, evaluate
-from summary_hook._event_file import WriterError
-from summary_hook._hooks import (
+from summary_hook._evaluation.evaluate import SummaryEvaluationError, evaluate
+from summary_hook._events.event_file import WriterError
+from summary_hook._events.writer import FileWriter
+from summary_hook._events.writer_cache import SummaryWriterCache
+from summary_hook._front_ends.session import MonitoredSession, StepSession
+from summary_hook._hooks.protocol import (
     SessionRunArgs,
     SessionRunContext,
     SessionRunHook,
     SessionRunValues,
 )
-from summary_hook._ops import (
+from summary_hook._hooks.summary_saver import SummarySaverHook
+from summary_hook._hooks.timer import NeverTriggerTimer, SecondOrStepTimer
+from summary_hook._ops.scaffold import Scaffold
+from summary_hook._ops.summary_ops import (
     SUMMARIES,
     SummaryOp,
     clear_collection,
@@ -28,16 +34,10 @@ from summary_hook._ops import (
     merge_all,
     scalar,
 )
-from summary_hook._scaffold import Scaffold
-from summary_hook._session import MonitoredSession, StepSession
-from summary_hook._summary_saver import SummarySaverHook
-from summary_hook._timer import NeverTriggerTimer, SecondOrStepTimer
 from summary_hook._version import __version__
-from summary_hook._writer import FileWriter
-from summary_hook._writer_cache import SummaryWriterCache
 
 if TYPE_CHECKING:
-    from summary_hook._lightning import HookCallback, SummarySaver
+    from summary_hook._front_ends.lightning import HookCallback, SummarySaver
 
 __all__ = [
     "SUMMARIES",
@@ -74,7 +74,7 @@ _LAZY = {"HookCallback", "SummarySaver"}
 def __getattr__(name: str) -> Any:
     # Lazy import: plain PyTorch loops never pay for importing Lightning.
     if name in _LAZY:
-        from summary_hook import _lightning
+        from summary_hook._front_ends import lightning as _lightning
 
         return getattr(_lightning, name)
     raise AttributeError(f"module 'summary_hook' has no attribute {name!r}")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from summary_hook._records import scan_records
+from summary_hook._events.records import scan_records
 
 if TYPE_CHECKING:
     import pandas as pd

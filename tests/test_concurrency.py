@@ -114,7 +114,7 @@ def test_forked_child_evaluates_ops_whose_plan_another_thread_held(tmp_path):
         """
         import os
         import summary_hook as sh
-        from summary_hook._plans import plan_for
+        from summary_hook._evaluation.plans import plan_for
         op = sh.merge([sh.scalar("a", lambda: 1.0, []), sh.scalar("b", lambda: 2.0, [])])
         sh.evaluate(op)
         with plan_for((op,)).lock:  # as another thread would, mid-evaluation
@@ -134,7 +134,7 @@ def test_forked_child_registers_ops_and_gets_writers_while_a_thread_held_their_l
         f"""
         import os, threading
         import summary_hook as sh
-        from summary_hook import _ops
+        from summary_hook._ops import summary_ops as _ops
         held, release = threading.Event(), threading.Event()
 
         def hold():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from summary_hook._histogram import BUCKET_LIMITS
+from summary_hook._evaluation.histogram import BUCKET_LIMITS
 from tests.conftest import accumulator, event_files
 from tests.readers import ended_well, free_port
 

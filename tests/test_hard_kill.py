@@ -10,7 +10,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from summary_hook._records import RecordError, iter_records
+from summary_hook._events.records import RecordError, iter_records
 from tests.conftest import event_files, read_events
 
 CHILD = os.path.join(os.path.dirname(__file__), "kill_child.py")

@@ -11,7 +11,7 @@ import torch
 from torch.utils.tensorboard.summary import histogram as torch_histogram
 
 import summary_hook as sh
-from summary_hook._histogram import BUCKET_LIMITS, _cell_tables, _count_without_sync
+from summary_hook._evaluation.histogram import BUCKET_LIMITS, _cell_tables, _count_without_sync
 
 DBL_MAX = sys.float_info.max
 TORCH_BINS = list(BUCKET_LIMITS[1:-1])  # torch's default_bins: no +-DBL_MAX

@@ -11,7 +11,7 @@ import torch
 
 import summary_hook as sh
 from benchmarks.harness import rss_mb
-from summary_hook._records import iter_records
+from summary_hook._events.records import iter_records
 from tests.conftest import event_files
 
 STEPS = 30_000

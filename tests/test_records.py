@@ -9,7 +9,7 @@ import pytest
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from summary_hook._records import (
+from summary_hook._events.records import (
     RecordError,
     crc32c,
     encode_record,

@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 
 import summary_hook as sh
-from summary_hook._schedule import AgreedSecondsTimer
+from summary_hook._hooks.schedule import AgreedSecondsTimer
 from tests.readers import free_port
 
 

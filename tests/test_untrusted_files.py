@@ -15,7 +15,7 @@ from tensorboard.compat.proto.event_pb2 import Event
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from summary_hook import readback
-from summary_hook._records import (
+from summary_hook._events.records import (
     RecordError,
     encode_record,
     iter_records,

@@ -19,7 +19,7 @@ from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 import summary_hook as sh
-from summary_hook import _disk
+from summary_hook._events import disk as _disk
 from tests.conftest import event_files, read_events, summaries_by_step
 
 

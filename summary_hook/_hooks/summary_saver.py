@@ -9,21 +9,26 @@ from typing import Any
 
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from summary_hook import _distributed
-from summary_hook._hooks import (
+from summary_hook._evaluation import distributed as _distributed
+from summary_hook._events.writer import (
+    DiscardWriter,
+    FileWriter,
+    SummaryWriterLike,
+    as_summary_writer,
+)
+from summary_hook._events.writer_cache import SummaryWriterCache
+from summary_hook._hooks.protocol import (
     Session,
     SessionRunArgs,
     SessionRunContext,
     SessionRunHook,
     SessionRunValues,
 )
-from summary_hook._ops import SummaryOp
-from summary_hook._restarts import RestartLedger, ledger_for, mark_restart
-from summary_hook._scaffold import Scaffold
-from summary_hook._schedule import AgreedSecondsTimer
-from summary_hook._timer import SecondOrStepTimer, _HookTimer
-from summary_hook._writer import DiscardWriter, FileWriter, SummaryWriterLike, as_summary_writer
-from summary_hook._writer_cache import SummaryWriterCache
+from summary_hook._hooks.restarts import RestartLedger, ledger_for, mark_restart
+from summary_hook._hooks.schedule import AgreedSecondsTimer
+from summary_hook._hooks.timer import SecondOrStepTimer, _HookTimer
+from summary_hook._ops.scaffold import Scaffold
+from summary_hook._ops.summary_ops import SummaryOp
 
 __all__ = ["SaverOptions", "SummarySaverHook"]
 
@@ -113,7 +118,7 @@ class SummarySaverHook(SessionRunHook):
     resumes (its first step follows a step above 0), the first step writes
     ``SessionLog.START`` at its post-run global step, twice (once for each of
     TensorBoard's readers) and before its summaries, so TensorBoard drops the stale
-    points of the interrupted run; see ``_restarts`` for why a fresh run writes none.
+    points of the interrupted run; see ``_hooks.restarts`` for why a fresh run writes none.
     Each op in ``summary_op`` gives one event per due step. :meth:`end` flushes but never
     closes the writer, which is shared through :class:`SummaryWriterCache`.
 
@@ -121,7 +126,7 @@ class SummarySaverHook(SessionRunHook):
     rank evaluates the ops on the same steps, so that collectives in them match, and
     only global rank zero writes. With ``save_secs``, rank zero's clock decides: it
     turns the period into a step count at each due step and broadcasts it, so steps in
-    between make no collective (see ``_schedule`` for how this follows TensorFlow's
+    between make no collective (see ``_hooks.schedule`` for how this follows TensorFlow's
     timer).
 
     Args:

@@ -36,11 +36,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from summary_hook._errors import SummaryEvaluationError
+from summary_hook._evaluation.errors import SummaryEvaluationError
 
 if TYPE_CHECKING:
     from torch.distributed.tensor import DTensor
-from summary_hook._histogram import BUCKET_LIMITS, device_histogram, histogram_proto
+from summary_hook._evaluation.histogram import BUCKET_LIMITS, device_histogram, histogram_proto
 
 __all__ = [
     "Reductions",

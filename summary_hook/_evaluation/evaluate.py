@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from summary_hook import _distributed
-from summary_hook._distributed import RemoteFailure, report_failure
-from summary_hook._errors import SummaryEvaluationError
-from summary_hook._ops import SummaryOp
-from summary_hook._plans import Plan, PlanCache, plan_for
-from summary_hook._to_host import LocalFailure, to_host
+from summary_hook._evaluation import distributed as _distributed
+from summary_hook._evaluation.distributed import RemoteFailure, report_failure
+from summary_hook._evaluation.errors import SummaryEvaluationError
+from summary_hook._evaluation.plans import Plan, PlanCache, plan_for
+from summary_hook._evaluation.to_host import LocalFailure, to_host
+from summary_hook._ops.summary_ops import SummaryOp
 
 __all__ = ["SummaryEvaluationError", "evaluate", "evaluate_with", "summary_ops_in"]
 

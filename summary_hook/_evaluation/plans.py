@@ -16,7 +16,7 @@ from typing import Any
 
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from summary_hook._ops import Leaf, SummaryOp
+from summary_hook._ops.summary_ops import Leaf, SummaryOp
 
 __all__ = ["Plan", "PlanCache", "forget_plans_in_child", "plan_for"]
 

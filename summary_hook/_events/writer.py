@@ -2,7 +2,7 @@
 
 Thread contract: :class:`FileWriter` is thread-safe; ``_lock`` guards the switch of
 ``_events`` on :meth:`FileWriter.reopen` and ``_seen_tags``. Writing itself is
-serialised by :class:`~summary_hook._event_file.EventFileWriter`.
+serialised by :class:`~summary_hook._events.event_file.EventFileWriter`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from summary_hook._event_file import EventFileWriter, flush_all_writers
-from summary_hook._records import summary_event
+from summary_hook._events.event_file import EventFileWriter, flush_all_writers
+from summary_hook._events.records import summary_event
 
 __all__ = [
     "DiscardWriter",

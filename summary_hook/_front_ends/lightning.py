@@ -17,7 +17,7 @@ Lightning                     hook protocol
 ``SummarySaver`` adds ``setup`` (a fresh scaffold per fit) and makes its hook at
 ``on_train_start``, where it also calls ``begin()``: some strategies restore a
 checkpoint's callback state, and with it the directory of the resumed run, only after
-``on_fit_start``. Where its events go is ``_run_dirs``'s to decide.
+``on_fit_start``. Where its events go is ``_front_ends.run_dirs``'s to decide.
 
 The step is ``trainer.global_step``: the count of optimizer steps. Under gradient
 accumulation only the batch that completes a window is a run, so summaries see the
@@ -36,21 +36,21 @@ import lightning.pytorch as pl
 from tensorboard.compat.proto.summary_pb2 import Summary
 from typing_extensions import override
 
-from summary_hook._hooks import SessionRunArgs, SessionRunContext, SessionRunHook
-from summary_hook._ops import SummaryOp
-from summary_hook._plans import PlanCache
-from summary_hook._restarts import ledger_for, mark_restart
-from summary_hook._run import call_after_run, call_before_run
-from summary_hook._run_dirs import close_run, run_writer
-from summary_hook._scaffold import Scaffold
-from summary_hook._summary_saver import SaverOptions, SummarySaverHook
-from summary_hook._writer import (
+from summary_hook._evaluation.plans import PlanCache
+from summary_hook._events.writer import (
     DiscardWriter,
     SummaryWriterLike,
     flush_after_failure,
     writer_logdir,
 )
-from summary_hook._writer_cache import SummaryWriterCache
+from summary_hook._events.writer_cache import SummaryWriterCache
+from summary_hook._front_ends.run_dirs import close_run, run_writer
+from summary_hook._hooks.protocol import SessionRunArgs, SessionRunContext, SessionRunHook
+from summary_hook._hooks.restarts import ledger_for, mark_restart
+from summary_hook._hooks.run import call_after_run, call_before_run
+from summary_hook._hooks.summary_saver import SaverOptions, SummarySaverHook
+from summary_hook._ops.scaffold import Scaffold
+from summary_hook._ops.summary_ops import SummaryOp
 
 __all__ = ["HookCallback", "SummarySaver"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from summary_hook._ops import SummaryOp, merge_all
+from summary_hook._ops.summary_ops import SummaryOp, merge_all
 
 __all__ = ["Scaffold"]
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from summary_hook._writer import FileWriter, SummaryWriterLike, as_summary_writer
+from summary_hook._events.writer import FileWriter, SummaryWriterLike, as_summary_writer
 
 __all__ = ["RunWriter", "close_run", "run_writer"]
 

@@ -3,7 +3,7 @@
 An op is a :class:`SummaryOp` holding one or more :class:`Leaf` values (a ``scalar``
 or ``histogram`` is one leaf; ``merge`` joins leaves into one op that yields one
 ``Summary``). A leaf's function takes no argument (it reads state, such as a weight)
-or one argument (what the step returned). Evaluation lives in ``_evaluate``.
+or one argument (what the step returned). Evaluation lives in ``_evaluation.evaluate``.
 
 Collections mirror TensorFlow's graph collections: ``scalar`` and ``histogram`` add
 their op to ``"summaries"`` (``GraphKeys.SUMMARIES``) unless told otherwise, and
@@ -107,8 +107,8 @@ class SummaryOp:
     """
 
     leaves: tuple[Leaf, ...]
-    #: What evaluation works out once for this op (see ``_evaluate.plan_for``): kept on the
-    #: op so that it goes when the op goes.
+    #: What evaluation works out once for this op (see ``_evaluation.plans.plan_for``): kept
+    #: on the op so that it goes when the op goes.
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property

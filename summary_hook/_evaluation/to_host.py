@@ -3,7 +3,7 @@
 Every scalar of a device is stacked on it, and every histogram is counted on it; the
 scalars and the counts and statistics then cross to the host in one copy, and are
 turned into floats and ``HistogramProto``s there. Values that need other ranks (a
-``DTensor``, or ``reduce=``) are combined first (``_distributed``), and their reduced
+``DTensor``, or ``reduce=``) are combined first (``_evaluation.distributed``), and their reduced
 vectors cross in the same copy. Values are checked here, each error naming its tag.
 """
 
@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from summary_hook import _distributed
-from summary_hook._distributed import Reductions, is_dtensor
-from summary_hook._histogram import device_histogram, histogram_proto
-from summary_hook._plans import Plan
+from summary_hook._evaluation import distributed as _distributed
+from summary_hook._evaluation.distributed import Reductions, is_dtensor
+from summary_hook._evaluation.histogram import device_histogram, histogram_proto
+from summary_hook._evaluation.plans import Plan
 
 __all__ = ["LocalFailure", "to_host"]
 

@@ -31,7 +31,7 @@ from typing import Any
 from tensorboard.compat.proto.event_pb2 import SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from summary_hook._writer import writer_logdir
+from summary_hook._events.writer import writer_logdir
 
 __all__ = ["RestartLedger", "ledger_for", "mark_restart"]
 

@@ -15,7 +15,7 @@ import time
 
 from tensorboard.compat.proto.event_pb2 import Event
 
-from summary_hook._records import encode_record
+from summary_hook._events.records import encode_record
 
 __all__ = ["EventFile"]
 

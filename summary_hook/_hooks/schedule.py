@@ -25,8 +25,8 @@ import time
 import torch
 import torch.distributed as dist
 
-from summary_hook._distributed import collective_device
-from summary_hook._timer import SecondOrStepTimer, _HookTimer
+from summary_hook._evaluation.distributed import collective_device
+from summary_hook._hooks.timer import SecondOrStepTimer, _HookTimer
 
 __all__ = ["AgreedSecondsTimer"]
 

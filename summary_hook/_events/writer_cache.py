@@ -9,8 +9,8 @@ import os
 import threading
 from typing import ClassVar
 
-from summary_hook._event_file import WriterError
-from summary_hook._writer import FileWriter
+from summary_hook._events.event_file import WriterError
+from summary_hook._events.writer import FileWriter
 
 __all__ = ["SummaryWriterCache"]
 

@@ -5,7 +5,7 @@ Thread contract: :class:`EventFileWriter` is thread-safe. ``_lock`` guards the q
 counting the events) and ``_closed``, so no event can be queued behind the close request
 and lost; producers wait on ``_room`` for a full queue to empty, the worker on ``_wake``
 for work. The worker thread alone touches the file, an
-:class:`~summary_hook._disk.EventFile`; it takes the whole queue at once and is woken
+:class:`~summary_hook._events.disk.EventFile`; it takes the whole queue at once and is woken
 only when there is work (see :meth:`EventFileWriter._take`), not for every event.
 
 An error in the worker is stored in ``_error`` and raised in the caller's next call.
@@ -29,8 +29,8 @@ from typing import cast
 
 from tensorboard.compat.proto.event_pb2 import Event
 
-from summary_hook._disk import EventFile
-from summary_hook._records import encode_record
+from summary_hook._events.disk import EventFile
+from summary_hook._events.records import encode_record
 
 __all__ = ["EventFileWriter", "WriterError", "flush_all_writers"]
 

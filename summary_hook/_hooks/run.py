@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from summary_hook._evaluate import evaluate_with
-from summary_hook._hooks import SessionRunArgs, SessionRunContext, SessionRunHook, SessionRunValues
-from summary_hook._plans import PlanCache
+from summary_hook._evaluation.evaluate import evaluate_with
+from summary_hook._evaluation.plans import PlanCache
+from summary_hook._hooks.protocol import (
+    SessionRunArgs,
+    SessionRunContext,
+    SessionRunHook,
+    SessionRunValues,
+)
 
 __all__ = ["call_after_run", "call_before_run"]
 

@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from summary_hook._hooks import SessionRunArgs, SessionRunContext, SessionRunHook
-from summary_hook._plans import PlanCache
-from summary_hook._run import call_after_run, call_before_run
-from summary_hook._scaffold import Scaffold
-from summary_hook._writer import flush_after_failure
+from summary_hook._evaluation.plans import PlanCache
+from summary_hook._events.writer import flush_after_failure
+from summary_hook._hooks.protocol import SessionRunArgs, SessionRunContext, SessionRunHook
+from summary_hook._hooks.run import call_after_run, call_before_run
+from summary_hook._ops.scaffold import Scaffold
 
 __all__ = ["MonitoredSession", "StepSession"]
 
