@@ -3,8 +3,10 @@
 TensorBoard's reader is used rather than a parser of our own so that what comes back
 is what TensorBoard shows: the same purge of stale points after a restart, the same
 handling of a truncated last record. Files are checked first: a corrupted record
-header is reported and the file is read up to it, never past it. ``pandas`` and
-``matplotlib`` come with the ``plot`` extra and are imported only where needed.
+header is reported and the file is read up to it, never past it. A URL
+(``s3://bucket/runs``, any fsspec filesystem) is read the same way, from a copy of its
+event files fetched once. ``pandas`` and ``matplotlib`` come with the ``plot`` extra and
+are imported only where needed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from summary_hook._events.records import scan_records
+from summary_hook._events.remote import is_remote, remote_filesystem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,6 +49,10 @@ class TagSummary:
 
 def _runs(logdir: str) -> Iterator[tuple[str, EventAccumulator]]:
     """Each directory under ``logdir`` holding event files, as TensorBoard's runs."""
+    if is_remote(logdir):
+        with _fetched(logdir) as local:
+            yield from _runs(local)
+        return
     if not os.path.isdir(logdir):
         raise FileNotFoundError(f"logdir {logdir!r} is not a directory")
     for directory, _, files in sorted(os.walk(logdir)):
@@ -55,6 +62,25 @@ def _runs(logdir: str) -> Iterator[tuple[str, EventAccumulator]]:
                 accumulator = EventAccumulator(readable, size_guidance=_LOAD_EVERYTHING)
                 accumulator.Reload()
             yield os.path.relpath(directory, logdir), accumulator
+
+
+@contextlib.contextmanager
+def _fetched(url: str) -> Iterator[str]:
+    """A local copy of the event files under ``url``, removed afterwards.
+
+    Raises:
+        FileNotFoundError: If nothing is there.
+    """
+    filesystem, root = remote_filesystem(url)
+    names = [path for path in filesystem.find(root) if "tfevents" in path.rsplit("/", 1)[-1]]
+    if not names:
+        raise FileNotFoundError(f"logdir {url!r} holds no event files")
+    with tempfile.TemporaryDirectory() as local:
+        for name in names:
+            target = os.path.join(local, os.path.relpath(name, root))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            filesystem.get_file(name, target)
+        yield local
 
 
 @contextlib.contextmanager

@@ -64,7 +64,7 @@ def test_a_taken_name_is_never_opened_again(tmp_path, monkeypatch):
     taken = tmp_path / "taken"
     taken.write_bytes(b"someone else's")
     names = iter(["taken", "fresh"])
-    monkeypatch.setattr(_disk, "_event_file_name", lambda suffix: next(names))
+    monkeypatch.setattr(_disk, "event_file_name", lambda suffix: next(names))
     writer = sh.FileWriter(str(tmp_path))
     assert os.path.basename(writer.path) == "fresh"
     assert taken.read_bytes() == b"someone else's"

@@ -17,7 +17,7 @@ from tensorboard.compat.proto.event_pb2 import Event
 
 from summary_hook._events.records import encode_record
 
-__all__ = ["EventFile"]
+__all__ = ["EventFile", "event_file_name"]
 
 #: Buffered events go to the OS once this many bytes wait, sync or not.
 _WRITE_CHUNK = 64 * 1024
@@ -25,7 +25,7 @@ _WRITE_CHUNK = 64 * 1024
 _file_counter = itertools.count()
 
 
-def _event_file_name(suffix: str) -> str:
+def event_file_name(suffix: str) -> str:
     """A name no other writer gives a file, sorted by creation time like TensorBoard's own.
 
     torch's and tensorboardX's ``SummaryWriter`` name files
@@ -51,12 +51,15 @@ class EventFile:
         OSError: If the directory or the file cannot be created.
     """
 
+    #: What failed to write is dropped, and the failure raised (see ``event_file``).
+    retries = False
+
     def __init__(self, logdir: str, suffix: str = "") -> None:
         if os.path.exists(logdir) and not os.path.isdir(logdir):
             raise NotADirectoryError(f"logdir {logdir!r} exists and is not a directory")
         os.makedirs(logdir, exist_ok=True)
         for _ in range(8):
-            self.path = os.path.join(logdir, _event_file_name(suffix))
+            self.path = os.path.join(logdir, event_file_name(suffix))
             try:
                 self._file = io.FileIO(self.path, "xb")
                 break

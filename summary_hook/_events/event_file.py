@@ -12,6 +12,13 @@ An error in the worker is stored in ``_error`` and raised in the caller's next c
 From then on the worker drops the events it takes, so that no producer blocks forever:
 after a write error, and in a forked child (which has no worker), events are dropped,
 and the caller has been told.
+
+A remote file (``retries``: an object store, ``remote``) keeps what failed to upload
+instead: the failure is raised once in the caller's next call, and at every ``flush()``
+and ``close()`` until an upload succeeds; the worker tries again after 1, 2, 4... seconds
+(at most ``flush_secs``); while more than ``_MAX_PENDING_BYTES`` wait for the store, it
+takes no more events, so producers block (and are told why) rather than memory grow.
+``close()`` tries for ``_CLOSE_RETRY_SECS`` before it gives up, and says so.
 """
 
 from __future__ import annotations
@@ -25,17 +32,24 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from tensorboard.compat.proto.event_pb2 import Event
 
 from summary_hook._events.disk import EventFile
 from summary_hook._events.records import encode_record
+from summary_hook._events.remote import RemoteEventFile, is_remote
 
 __all__ = ["EventFileWriter", "WriterError", "flush_all_writers"]
 
 #: How often a blocked producer or flusher re-checks that the worker is alive.
 _POLL_SECS = 0.2
+
+#: A remote file takes no more events while this many bytes wait for the store.
+_MAX_PENDING_BYTES = 64 * 2**20
+
+#: How long closing a remote file keeps trying to upload what is left.
+_CLOSE_RETRY_SECS = 30.0
 
 _live_writers: weakref.WeakSet[EventFileWriter] = weakref.WeakSet()
 
@@ -69,20 +83,28 @@ class EventFileWriter:
     record written and flushed at once, so a bad directory fails here and not later.
 
     Args:
-        logdir: Directory for the file; created if missing.
+        logdir: Directory for the file; created if missing. A URL (``s3://``...) writes
+            to an object store through fsspec (see ``remote``).
         max_queue: Events that may wait for the worker before ``add_event`` blocks;
             the worker takes them all when the queue is full.
         flush_secs: Longest time written events stay in memory before the worker
             hands them to the OS.
         filename_suffix: Appended to the file name.
+        storage_options: For a URL: passed to its fsspec filesystem.
 
     Raises:
         ValueError: If ``max_queue`` or ``flush_secs`` is not positive.
         OSError: If the directory or file cannot be created.
+        ImportError: If a URL's filesystem is not installed, naming it.
     """
 
     def __init__(
-        self, logdir: str, max_queue: int = 10, flush_secs: float = 120, filename_suffix: str = ""
+        self,
+        logdir: str,
+        max_queue: int = 10,
+        flush_secs: float = 120,
+        filename_suffix: str = "",
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
             raise ValueError(f"max_queue must be a positive int, got {max_queue!r}")
@@ -92,8 +114,13 @@ class EventFileWriter:
             or not (flush_secs > 0)
         ):
             raise ValueError(f"flush_secs must be a positive number, got {flush_secs!r}")
-        self._file = EventFile(logdir, filename_suffix)
+        self._file: EventFile | RemoteEventFile = (
+            RemoteEventFile(logdir, filename_suffix, storage_options)
+            if is_remote(logdir)
+            else EventFile(logdir, filename_suffix)
+        )
         self.path = self._file.path
+        self._retry_secs = 0.0  # a remote file's wait before its next upload, after a failure
         self._flush_secs = float(flush_secs)
         self._max_queue = max_queue
         self._lock = threading.Lock()
@@ -160,7 +187,7 @@ class EventFileWriter:
             self._request(request)
         while not request.done.wait(_POLL_SECS):
             self._raise_if_worker_dead()
-        self._raise_if_failed()
+        self._raise_if_failed(always=True)
 
     def close(self) -> None:
         """Write everything queued, close the file and stop the worker. Safe to call twice.
@@ -173,8 +200,8 @@ class EventFileWriter:
         self.close_soon()
         self._thread.join()
         _live_writers.discard(self)
-        if not self._reported:
-            self._raise_if_failed()
+        if not self._reported or self._file.retries:
+            self._raise_if_failed(always=True)
 
     def close_soon(self, *, orphaned: bool = False) -> None:
         """Ask the worker to write everything queued, close the file and stop; do not wait.
@@ -209,8 +236,10 @@ class EventFileWriter:
             )
         self._raise_if_failed()
 
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
+    def _raise_if_failed(self, always: bool = False) -> None:
+        """Raise the worker's failure: a remote file's once, unless ``always`` (flush and
+        close: its data is not in the store yet), while it keeps trying."""
+        if self._error is not None and (always or not self._reported or not self._file.retries):
             self._reported = True
             raise WriterError(f"writing event file {self.path!r} failed: {self._error!r}") from (
                 self._error
@@ -240,6 +269,12 @@ class EventFileWriter:
                 unwritten = dirty or bool(self._items)
                 now = time.monotonic()
                 requested = len(self._items) > self._waiting
+                if self._over_memory_bound() and not self._closed:
+                    # Take nothing until the store takes what waits; then try again.
+                    if now >= next_flush:
+                        return []
+                    self._wake.wait(next_flush - now)
+                    continue
                 if (
                     requested
                     or self._waiting >= self._max_queue
@@ -254,35 +289,70 @@ class EventFileWriter:
             self._room.notify_all()
         return items
 
+    def _over_memory_bound(self) -> bool:
+        """Whether a remote file holds too much that the store has not taken yet."""
+        return isinstance(self._file, RemoteEventFile) and (
+            self._file.pending_bytes > _MAX_PENDING_BYTES
+        )
+
     def _work(self) -> None:
         next_flush = 0.0  # the first event is synced at once, as TensorFlow does
         while True:
             for kind, run in itertools.groupby(self._take(self._file.dirty, next_flush), type):
                 if kind is bytes:  # a run of events, buffered without a loop in Python
-                    if self._error is None:  # after an error, events are drained and dropped
+                    # After an error, events are drained and dropped; a remote file keeps them.
+                    if self._error is None or self._file.retries:
                         self._guarded(self._file.append, cast("list[bytes]", list(run)))
                     continue
                 for item in run:  # flush or close requests
+                    if isinstance(item, _CloseRequest):
+                        self._sync_before_close()
+                        self._close_file(item.orphaned)
+                        return
                     if self._file.dirty:  # everything queued before it goes first
                         self._guarded(self._file.sync)
-                    next_flush = time.monotonic() + self._flush_secs
-                    if isinstance(item, _FlushRequest):
-                        item.done.set()
-                    else:
-                        self._close_file(cast("_CloseRequest", item).orphaned)
-                        return
+                    next_flush = self._next_flush()
+                    cast("_FlushRequest", item).done.set()
             if self._file.dirty and time.monotonic() >= next_flush:
                 self._guarded(self._file.sync)
-                next_flush = time.monotonic() + self._flush_secs
+                next_flush = self._next_flush()
+
+    def _next_flush(self) -> float:
+        """When to write next: after ``flush_secs``, or sooner to retry a failed upload."""
+        if self._file.dirty and self._retry_secs:
+            return time.monotonic() + self._retry_secs
+        return time.monotonic() + self._flush_secs
+
+    def _sync_before_close(self) -> None:
+        """Write what is left; a remote file tries for ``_CLOSE_RETRY_SECS``."""
+        deadline = time.monotonic() + _CLOSE_RETRY_SECS
+        while self._file.dirty:
+            self._guarded(self._file.sync)
+            if not (self._file.dirty and self._file.retries) or time.monotonic() >= deadline:
+                return
+            time.sleep(min(self._retry_secs, max(0.0, deadline - time.monotonic())))
 
     def _guarded(self, write: Callable[..., None], *args: list[bytes]) -> None:
-        """Run ``write``; a failure is kept for the producer's next call, never lost."""
-        if self._error is None:
-            try:
-                write(*args)
-            except BaseException as error:
+        """Run ``write``; a failure is kept for the producer's next call, never lost.
+
+        A remote file keeps its data and is tried again after a growing wait; its first
+        failure of an outage is the one reported, and a success ends the outage."""
+        retries = self._file.retries
+        if self._error is not None and not retries:
+            return
+        try:
+            write(*args)
+        except BaseException as error:
+            if not retries:
                 self._error = error
                 self._file.discard()
+                return
+            if self._error is None:  # a new outage: say so once more
+                self._error, self._reported = error, False
+            self._retry_secs = min(max(1.0, 2 * self._retry_secs), self._flush_secs)
+        else:
+            if retries and not self._file.dirty:
+                self._error, self._reported, self._retry_secs = None, False, 0.0
 
     def _close_file(self, orphaned: bool) -> None:
         try:

@@ -51,15 +51,21 @@ class FileWriter:
     bounded queue to a background thread; a full queue makes the caller wait.
 
     Args:
-        logdir: Directory of the event file; created if missing.
+        logdir: Directory of the event file; created if missing. Or any fsspec URL
+            (``s3://bucket/run``, ``gs://``, ``memory://``...; ``pip install
+            "summary_hook[remote]"`` and the store's package): each flush then uploads
+            what is new as an object of its own (see the README).
         max_queue: Events that may wait before ``add_*`` blocks. The thread takes them
             when the queue is full, so a larger queue wakes it less often.
         flush_secs: Longest time an event waits in memory before it reaches the OS.
         filename_suffix: Appended to the file name.
+        storage_options: For a URL: passed to its fsspec filesystem (credentials,
+            endpoint); by default the store's own SDK reads them from the environment.
 
     Raises:
         ValueError: If ``max_queue`` or ``flush_secs`` is not positive.
-        OSError: If the directory or the file cannot be created.
+        OSError: If the directory or the file cannot be created, or a URL written to.
+        ImportError: If a URL's filesystem package is not installed, naming it.
 
     Example:
         >>> import tempfile
@@ -74,11 +80,12 @@ class FileWriter:
         max_queue: int = 10,
         flush_secs: float = 120,
         filename_suffix: str | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(logdir, (str, os.PathLike)) or not os.fspath(logdir):
             raise ValueError(f"logdir must be a non-empty path, got {logdir!r}")
         self._logdir = os.fspath(logdir)
-        self._options = (max_queue, flush_secs, filename_suffix or "")
+        self._options = (max_queue, flush_secs, filename_suffix or "", storage_options)
         self._lock = threading.Lock()
         self._seen_tags: set[str] = set()
         self._events: EventFileWriter | None = None

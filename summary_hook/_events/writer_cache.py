@@ -10,17 +10,19 @@ import threading
 from typing import ClassVar
 
 from summary_hook._events.event_file import WriterError
+from summary_hook._events.remote import is_remote
 from summary_hook._events.writer import FileWriter
 
-__all__ = ["SummaryWriterCache"]
+__all__ = ["SummaryWriterCache", "directory_key"]
 
 
 class SummaryWriterCache:
     """One :class:`FileWriter` per directory, shared by every hook that writes there.
 
     Unlike TensorFlow, the key is the normalised absolute path, so ``"runs/a"`` and
-    ``"./runs/a/"`` share one writer and one file. A writer whose file was removed since
-    (a notebook cell that clears its log directory and runs again) starts a new file.
+    ``"./runs/a/"`` share one writer and one file; a URL (``s3://bucket/run``) is its own
+    key, less a trailing slash. A local writer whose file was removed since (a notebook
+    cell that clears its log directory and runs again) starts a new file.
 
     Example:
         >>> import tempfile
@@ -43,13 +45,13 @@ class SummaryWriterCache:
         """
         if not isinstance(logdir, (str, os.PathLike)) or not os.fspath(logdir):
             raise ValueError(f"logdir must be a non-empty path, got {logdir!r}")
-        key = os.path.realpath(os.path.expanduser(os.fspath(logdir)))
+        key = directory_key(os.fspath(logdir))
         with SummaryWriterCache._lock:
             writer = SummaryWriterCache._cache.get(key)
             if writer is None:
                 writer = FileWriter(key)
                 SummaryWriterCache._cache[key] = writer
-            elif writer.path is not None and not os.path.exists(writer.path):
+            elif writer.path is not None and not is_remote(key) and not os.path.exists(writer.path):
                 _start_new_file(writer)
             return writer
 
@@ -71,6 +73,13 @@ class SummaryWriterCache:
                 first = first or error
         if first is not None:
             raise first
+
+
+def directory_key(logdir: str) -> str:
+    """One name per log directory: the absolute real path, or the URL less a final slash."""
+    if is_remote(logdir):
+        return logdir.rstrip("/")
+    return os.path.realpath(os.path.expanduser(logdir))
 
 
 def _start_new_file(writer: FileWriter) -> None:

@@ -198,7 +198,8 @@ class SummarySaver(HookCallback):
         save_steps: Save every this many optimizer steps.
         save_secs: Save every this many seconds (rank zero's clock, under DDP; see
             ``SummarySaverHook``).
-        output_dir: Directory for the event file.
+        output_dir: Directory for the event file, or an fsspec URL such as
+            ``s3://bucket/run`` (see ``FileWriter``).
         summary_writer: A writer to use instead, e.g. ``trainer.logger.experiment``.
         scaffold: A :class:`Scaffold` whose ``summary_op`` is used.
         summary_op: A summary op or a list of them.

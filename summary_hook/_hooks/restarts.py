@@ -24,7 +24,6 @@ pair of STARTs at the same step, which hides nothing written after them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,6 +31,7 @@ from tensorboard.compat.proto.event_pb2 import SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from summary_hook._events.writer import writer_logdir
+from summary_hook._events.writer_cache import directory_key
 
 __all__ = ["RestartLedger", "ledger_for", "mark_restart"]
 
@@ -63,7 +63,7 @@ def ledger_for(writer: Any) -> RestartLedger:
     logdir = writer_logdir(writer)
     if logdir is None:
         return RestartLedger()
-    key = os.path.realpath(os.path.expanduser(logdir))
+    key = directory_key(logdir)
     return _ledgers.setdefault(key, RestartLedger())  # atomic under the GIL
 
 

@@ -132,7 +132,8 @@ class SummarySaverHook(SessionRunHook):
     Args:
         save_steps: Save every this many steps.
         save_secs: Save every this many seconds.
-        output_dir: Directory for the shared writer of that directory.
+        output_dir: Directory for the shared writer of that directory, or an fsspec
+            URL such as ``s3://bucket/run`` (see ``FileWriter``).
         summary_writer: A writer to use instead (a :class:`FileWriter`, a
             ``torch.utils.tensorboard`` or ``tensorboardX`` ``SummaryWriter``, or an
             object with ``add_summary``, ``add_session_log`` and ``flush``).
