@@ -143,6 +143,16 @@ def test_s3_missing_bucket_fails_when_the_writer_opens_naming_the_url(s3):
         hook.begin()
 
 
+def test_s3_denied_access_fails_when_the_writer_opens_naming_the_url(s3, monkeypatch):
+    import moto.settings
+
+    # The server checks credentials from now on; the test's keys are unknown to it.
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    with pytest.raises(OSError, match=r"cannot write event files to 's3://bkt/denied'") as raised:
+        sh.FileWriter("s3://bkt/denied")
+    assert isinstance(raised.value.__cause__, PermissionError)
+
+
 def test_s3_store_down_then_back_loses_nothing(s3):
     writer = sh.FileWriter("s3://bkt/outage", flush_secs=1)
     writer.add_summary(value(0), 0)
