@@ -21,6 +21,7 @@ from summary_hook._hooks.protocol import (
     SessionRunHook,
     SessionRunValues,
 )
+from summary_hook._hooks.step_counter import StepCounterHook
 from summary_hook._hooks.summary_saver import SummarySaverHook
 from summary_hook._hooks.timer import NeverTriggerTimer, SecondOrStepTimer
 from summary_hook._ops.scaffold import Scaffold
@@ -51,6 +52,7 @@ __all__ = [
     "SessionRunContext",
     "SessionRunHook",
     "SessionRunValues",
+    "StepCounterHook",
     "StepSession",
     "SummaryEvaluationError",
     "SummaryOp",

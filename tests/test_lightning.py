@@ -69,6 +69,19 @@ def test_default_collection_is_resolved_when_training_starts(tmp_path):
     assert [e.step for e in acc.Histograms("weights/net")] == [1, 3, 5]
 
 
+def test_steps_per_sec_adds_a_step_counter_on_the_same_schedule_and_file(tmp_path):
+    sh.scalar("train/loss", lambda out: out["loss"])
+    saver = sh.SummarySaver(save_steps=5, output_dir=str(tmp_path), steps_per_sec=True)
+    trainer = make_trainer(str(tmp_path), max_steps=20, callbacks=[saver])
+    trainer.fit(TinyModel(), make_loader())
+    assert len(event_files(str(tmp_path))) == 1
+    acc = accumulator(str(tmp_path))
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 6, 11, 16]
+    rates = acc.Scalars("global_step/sec")
+    assert [e.step for e in rates] == [6, 11, 16]  # the first trigger only arms the timer
+    assert all(e.value > 0 for e in rates)
+
+
 def test_outputs_reach_one_argument_functions(tmp_path):
     seen = []
     ops = [sh.scalar("extra", lambda out: seen.append(sorted(out)) or out["extra"], collections=[])]

@@ -20,6 +20,7 @@ PUBLIC = [
     "SessionRunContext",
     "SessionRunHook",
     "SessionRunValues",
+    "StepCounterHook",
     "StepSession",
     "SummaryEvaluationError",
     "SummaryOp",

@@ -48,6 +48,7 @@ from summary_hook._front_ends.run_dirs import close_run, run_writer
 from summary_hook._hooks.protocol import SessionRunArgs, SessionRunContext, SessionRunHook
 from summary_hook._hooks.restarts import ledger_for, mark_restart
 from summary_hook._hooks.run import call_after_run, call_before_run
+from summary_hook._hooks.step_counter import StepCounterHook
 from summary_hook._hooks.summary_saver import SaverOptions, SummarySaverHook
 from summary_hook._ops.scaffold import Scaffold
 from summary_hook._ops.summary_ops import SummaryOp
@@ -203,6 +204,8 @@ class SummarySaver(HookCallback):
         summary_writer: A writer to use instead, e.g. ``trainer.logger.experiment``.
         scaffold: A :class:`Scaffold` whose ``summary_op`` is used.
         summary_op: A summary op or a list of them.
+        steps_per_sec: Also write ``global_step/sec`` with a :class:`StepCounterHook` on
+            the same schedule and writer (as ``MonitoredTrainingSession`` did).
 
     Raises:
         ValueError: With TensorFlow's messages: both ``scaffold`` and ``summary_op``;
@@ -223,7 +226,12 @@ class SummarySaver(HookCallback):
         summary_writer: Any = None,
         scaffold: Scaffold | None = None,
         summary_op: SummaryOp | Sequence[SummaryOp] | None = None,
+        *,
+        steps_per_sec: bool = False,
     ) -> None:
+        if not isinstance(steps_per_sec, bool):
+            raise TypeError(f"steps_per_sec must be a bool, got {steps_per_sec!r}")
+        self._steps_per_sec = steps_per_sec
         self._options = SaverOptions.checked(
             save_steps=save_steps,
             save_secs=save_secs,
@@ -276,8 +284,17 @@ class SummarySaver(HookCallback):
             summary_op=options.summary_op,
         )
         self._hook = hook
-        self._set_hooks([hook])
+        hooks: list[SessionRunHook] = [hook]
         hook.begin()
+        if self._steps_per_sec:
+            counter = StepCounterHook(
+                every_n_steps=options.save_steps,
+                every_n_secs=options.save_secs,
+                summary_writer=hook.summary_writer,
+            )
+            counter.begin()
+            hooks.append(counter)
+        self._set_hooks(hooks)
         if trainer.global_step > 0 and hook.summary_writer is not None:
             self._mark_restart(hook.summary_writer, trainer.global_step)
         super().on_train_start(trainer, pl_module)
