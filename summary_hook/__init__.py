@@ -34,6 +34,7 @@ from summary_hook._ops.summary_ops import (
     merge,
     merge_all,
     scalar,
+    text,
 )
 from summary_hook._version import __version__
 
@@ -68,6 +69,7 @@ __all__ = [
     "merge",
     "merge_all",
     "scalar",
+    "text",
 ]
 
 _LAZY = {"HookCallback", "SummarySaver"}

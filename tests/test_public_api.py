@@ -36,6 +36,7 @@ PUBLIC = [
     "merge",
     "merge_all",
     "scalar",
+    "text",
 ]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary, SummaryMetadata
 
 from summary_hook._evaluation import distributed as _distributed
 from summary_hook._evaluation.distributed import RemoteFailure, report_failure
@@ -20,6 +20,9 @@ from summary_hook._evaluation.errors import SummaryEvaluationError
 from summary_hook._evaluation.plans import Plan, PlanCache, plan_for
 from summary_hook._evaluation.to_host import LocalFailure, to_host
 from summary_hook._ops.summary_ops import SummaryOp
+
+#: The metadata of TensorFlow v1's ``tf.summary.text``: the text plugin's, with no content.
+TEXT_METADATA = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="text"))
 
 __all__ = ["SummaryEvaluationError", "evaluate", "evaluate_with", "summary_ops_in"]
 
@@ -108,8 +111,11 @@ def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None) -> Any:
                 number = numbers[index]
                 if type(number) is float:
                     value.simple_value = number
-                else:
+                elif isinstance(number, HistogramProto):
                     value.histo.CopyFrom(number)
+                else:  # a text: TensorFlow's tensor summary for the text plugin
+                    value.metadata.CopyFrom(TEXT_METADATA)
+                    value.tensor.CopyFrom(number)
         results[id(op)] = summary
     return _rebuild(fetches, results)
 

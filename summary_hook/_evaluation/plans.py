@@ -27,7 +27,8 @@ class Plan:
 
     Leaves are deduplicated in order of first appearance. Their host values are kept in
     one list, ``numbers``: the scalars (in ``scalar_slots`` order), then the histograms
-    (in ``histogram_slots`` order); ``op_numbers`` says where each op's values are.
+    and the texts (in ``histogram_slots`` and ``text_slots`` order); ``op_numbers`` says
+    where each op's values are.
 
     Each op has a template ``Summary`` with its tags. An op of scalars only is filled
     in place through ``template_values``, references to the template's values kept
@@ -42,6 +43,8 @@ class Plan:
     reduced: bool  # some leaf combines the ranks' values (``reduce=``)
     scalar_slots: tuple[int, ...]
     histogram_slots: tuple[int, ...]
+    text_slots: tuple[int, ...]
+    scalars_only: bool  # every leaf is a scalar: the common case
     op_numbers: tuple[tuple[int, ...], ...]
     op_pick: tuple[Callable[[list[Any]], Sequence[Any]] | None, ...]
     templates: tuple[Summary, ...]
@@ -121,7 +124,8 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> Plan:
                 leaves.append(leaf)
     scalar_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "scalar"]
     histogram_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "histogram"]
-    number_of = {slot: n for n, slot in enumerate(scalar_slots + histogram_slots)}
+    text_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "text"]
+    number_of = {slot: n for n, slot in enumerate(scalar_slots + histogram_slots + text_slots)}
     op_numbers = tuple(tuple(number_of[slot_of[id(leaf)]] for leaf in op.leaves) for op in ops)
     templates = tuple(Summary(value=[Summary.Value(tag=tag) for tag in op.tags]) for op in ops)
     return Plan(
@@ -132,6 +136,8 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> Plan:
         reduced=any(leaf.reduce is not None for leaf in leaves),
         scalar_slots=tuple(scalar_slots),
         histogram_slots=tuple(histogram_slots),
+        text_slots=tuple(text_slots),
+        scalars_only=len(scalar_slots) == len(leaves),
         op_numbers=op_numbers,
         op_pick=tuple(
             _picker(numbers) if all(leaf.kind == "scalar" for leaf in op.leaves) else None

@@ -14,13 +14,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from tensorboard.compat.proto import types_pb2
+from tensorboard.compat.proto.tensor_pb2 import TensorProto
+from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 
 from summary_hook._evaluation import distributed as _distributed
 from summary_hook._evaluation.distributed import Reductions, is_dtensor
 from summary_hook._evaluation.histogram import device_histogram, histogram_proto
 from summary_hook._evaluation.plans import Plan
 
-__all__ = ["LocalFailure", "to_host"]
+__all__ = ["LocalFailure", "text_tensor", "to_host"]
 
 _HOST = torch.device("cpu")
 _HOST_FLOATS = (torch.float32, torch.float64)
@@ -82,9 +85,9 @@ class LocalFailure(Exception):
 
 def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
     """The values of a due step on the host, in the plan's ``numbers`` order."""
-    scalars = raw if not plan.histogram_slots else [raw[slot] for slot in plan.scalar_slots]
+    scalars = raw if plan.scalars_only else [raw[slot] for slot in plan.scalar_slots]
     stacked = _stack_one_device(scalars) if scalars and not plan.reduced else None
-    if stacked is not None and not plan.histogram_slots:
+    if stacked is not None and plan.scalars_only:
         return _copy_to_host(stacked).tolist()  # the common case: scalars of one device
     numbers: list[Any] = [None] * len(raw)
     batches: dict[torch.device, _DeviceBatch] = {}
@@ -116,6 +119,9 @@ def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
             if tell_others:
                 raise LocalFailure(slot) from error
             raise
+    start = len(scalars) + len(plan.histogram_slots)
+    for index, slot in enumerate(plan.text_slots, start=start):
+        numbers[index] = text_tensor(plan.leaves[slot].tag, raw[slot])  # no device: no transfer
     if reductions:
         reductions.run()
         for vector, finish_to in reductions.results():
@@ -237,6 +243,39 @@ def _histogram_value(tag: str, value: Any) -> torch.Tensor:
             f"histogram {tag!r} must hold real numbers, got {value!r} (dtype {array.dtype})"
         )
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def text_tensor(tag: str, value: Any) -> TensorProto:
+    """The string ``TensorProto`` of a text summary: a ``str`` (shape ``[]``), or a list or
+    a 1-D or 2-D array of them (a 2-D one is shown as a table).
+
+    Raises:
+        TypeError: If ``value`` holds anything but strings, naming the tag.
+        ValueError: If it has more than two dimensions, naming the tag.
+    """
+    if isinstance(value, (str, bytes)):
+        return TensorProto(dtype=types_pb2.DT_STRING, string_val=[_utf8(value)])
+    if value is None:
+        raise TypeError(f"text {tag!r}: its function returned None")
+    try:
+        array = np.asarray(value, dtype=object)
+    except Exception as error:
+        raise TypeError(f"text {tag!r}: cannot read {value!r} as strings") from error
+    if array.ndim > 2:
+        raise ValueError(
+            f"text {tag!r} must be a string or a 1-D or 2-D array of them, got shape {array.shape}"
+        )
+    items = array.reshape(-1).tolist()
+    if not all(isinstance(item, (str, bytes)) for item in items):
+        raise TypeError(f"text {tag!r} must hold strings, got {value!r}")
+    shape = TensorShapeProto(dim=[TensorShapeProto.Dim(size=n) for n in array.shape])
+    return TensorProto(
+        dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=[_utf8(i) for i in items]
+    )
+
+
+def _utf8(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode("utf-8")
 
 
 def _check_real_tensor(tag: str, kind: str, value: torch.Tensor) -> None:

@@ -187,6 +187,7 @@ class SummarySaverHook(SessionRunHook):
         self._request_summary = False
         self._ledger = RestartLedger()
         self._last_saved: tuple[int, tuple[Summary, ...]] | None = None
+        self._requested: list[SummaryOp] = []  # the ops asked for at the last due step
 
     @property
     def summary_writer(self) -> SummaryWriterLike | None:
@@ -223,6 +224,7 @@ class SummarySaverHook(SessionRunHook):
         if request:
             summary_op = self._get_summary_op()
             if summary_op is not None:
+                self._requested = summary_op
                 return SessionRunArgs({"summary": summary_op})
         return None
 
@@ -245,14 +247,13 @@ class SummarySaverHook(SessionRunHook):
             self._ledger.advance(global_step)
             results = run_values.results
             if results is not None and "summary" in results:
-                add = (
-                    writer.add_evaluated_summary
-                    if isinstance(writer, FileWriter)
-                    else writer.add_summary
-                )
                 summaries = results["summary"]
-                for summary in summaries:
-                    add(summary, global_step)
+                file_writer = writer if isinstance(writer, FileWriter) else None
+                for op, summary in zip(self._requested, summaries, strict=True):
+                    if file_writer is not None and not op.carries_metadata:
+                        file_writer.add_evaluated_summary(summary, global_step)
+                    else:  # TensorFlow's rule: a tag's metadata is written once
+                        writer.add_summary(summary, global_step)
                 self._last_saved = (global_step, tuple(summaries))
         self._next_step = global_step + 1
 

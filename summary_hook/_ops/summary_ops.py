@@ -34,6 +34,7 @@ __all__ = [
     "merge",
     "merge_all",
     "scalar",
+    "text",
 ]
 
 #: The default collection, TensorFlow's ``GraphKeys.SUMMARIES``.
@@ -50,7 +51,7 @@ def new_lock_in_child() -> None:
     _lock = threading.Lock()
 
 
-Kind = Literal["scalar", "histogram"]
+Kind = Literal["scalar", "histogram", "text"]
 
 
 def clean_tag(name: str) -> str:
@@ -110,6 +111,12 @@ class SummaryOp:
     #: What evaluation works out once for this op (see ``_evaluation.plans.plan_for``): kept
     #: on the op so that it goes when the op goes.
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def carries_metadata(self) -> bool:
+        """Whether its summaries hold plugin metadata (texts), which a writer keeps for a
+        tag's first value only, as TensorFlow's does."""
+        return any(leaf.kind == "text" for leaf in self.leaves)
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -250,6 +257,32 @@ def histogram(
         >>> weights = histogram("w", lambda: torch.ones(3), collections=[])
     """
     return _leaf_op("histogram", name, fn, collections, reduce, group)
+
+
+def text(name: str, fn: Callable[..., Any], collections: Iterable[str] | None = None) -> SummaryOp:
+    """A text summary, written as TensorFlow v1's ``tf.summary.text`` writes it.
+
+    TensorBoard's text dashboard renders it as Markdown, and a 2-D array as a table.
+    The value is a tag ``name`` holding a string tensor with the text plugin's
+    metadata; it needs no device, so it adds nothing to the step's transfer.
+
+    Args:
+        name: The tag; invalid characters become ``_`` with a warning.
+        fn: ``fn()`` or ``fn(output)`` returning a ``str``, or a list or a 1-D or 2-D
+            array of them.
+        collections: As for :func:`scalar`.
+
+    Returns:
+        The op.
+
+    Raises:
+        TypeError: If ``fn`` is not callable or needs more than one argument.
+        ValueError: If ``name`` is empty.
+
+    Example:
+        >>> notes = text("notes", lambda: "**loss** went down", collections=[])
+    """
+    return _leaf_op("text", name, fn, collections)
 
 
 def merge(inputs: Sequence[SummaryOp | None]) -> SummaryOp:
