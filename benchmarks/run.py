@@ -1,6 +1,6 @@
 """Benchmarks: summary_hook beside torch.utils.tensorboard, tensorboardX and a raw baseline.
 
-Each measurement is a module here (``p1_scalars`` ... ``p11_remote``) with its own
+Each measurement is a module here (``p1_scalars`` ... ``p12_images``) with its own
 set-up and clean-up; memory (P6), import time (P8) and the two ranks of P10 run in
 processes of their own.
 Contenders of a measurement take turns, repeat by repeat, so that ratios compare like
@@ -41,6 +41,7 @@ MEASUREMENTS = {
     "P9": "p9_model_step",
     "P10": "p10_distributed",
     "P11": "p11_remote",
+    "P12": "p12_images",
 }
 
 

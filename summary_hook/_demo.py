@@ -70,6 +70,20 @@ def register_summaries(model: nn.Module, learning_rate: Callable[[], float]) -> 
             layer = name.removesuffix(".weight")
             sh.histogram(f"weights/layer{layer}", lambda p=parameter: p)
             sh.histogram(f"gradients/layer{layer}", lambda p=parameter: p.grad)
+    first = next(p for n, p in model.named_parameters() if n.endswith("weight"))
+    sh.image("weights/layer0_map", lambda: weight_map(first), max_outputs=1, dataformats="HW")
+    sh.text("train/report", lambda out: loss_report(out["loss"]))
+
+
+def weight_map(weight: torch.Tensor) -> torch.Tensor:
+    """A weight matrix as a grey image in [0, 1]: 0.5 is zero, black and white the extremes."""
+    scale = weight.detach().abs().max().clamp(min=1e-12)
+    return weight.detach() / (2 * scale) + 0.5
+
+
+def loss_report(loss: torch.Tensor) -> list[list[str]]:
+    """A small Markdown table for TensorBoard's text dashboard."""
+    return [["quantity", "value"], ["loss", f"{float(loss):.4f}"]]
 
 
 def _schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LRScheduler:

@@ -31,7 +31,7 @@ __all__ = ["TagSummary", "format_table", "plot", "read_histograms", "read_scalar
 
 #: Longest record read back (TensorBoard's reader allocates what a header claims).
 _MAX_RECORD_BYTES = 256 * 2**20
-_LOAD_EVERYTHING = {"scalars": 0, "histograms": 0, "tensors": 0, "images": 1, "audio": 1}
+_LOAD_EVERYTHING = {"scalars": 0, "histograms": 0, "tensors": 0, "images": 0, "audio": 1}
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,8 @@ def read_histograms(logdir: str | os.PathLike[str]) -> pd.DataFrame:
 def summarize(logdir: str | os.PathLike[str]) -> list[TagSummary]:
     """One :class:`TagSummary` per run and tag: points, first and last step, last value.
 
-    A histogram's last value is the mean of its last point.
+    A histogram's last value is the mean of its last point; an image's and a text's
+    is NaN.
 
     Raises:
         FileNotFoundError: If ``logdir`` is not a directory.
@@ -239,6 +240,19 @@ def summarize(logdir: str | os.PathLike[str]) -> list[TagSummary]:
                     run, tag, "histogram", len(events), events[0].step, events[-1].step, mean
                 )
             )
+        for tag in tags["images"]:
+            images = accumulator.Images(tag)
+            rows.append(
+                TagSummary(
+                    run, tag, "image", len(images), images[0].step, images[-1].step, float("nan")
+                )
+            )
+        for tag in tags["tensors"]:
+            metadata = accumulator.SummaryMetadata(tag)
+            if metadata.plugin_data.plugin_name == "text":
+                texts = accumulator.Tensors(tag)
+                first, last = texts[0].step, texts[-1].step
+                rows.append(TagSummary(run, tag, "text", len(texts), first, last, float("nan")))
     return rows
 
 

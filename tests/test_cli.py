@@ -59,8 +59,10 @@ def test_demo_writes_reports_and_plots(tmp_path, loop):
     acc = accumulator(out)
     assert set(acc.Tags()["scalars"]) == SCALARS
     assert set(acc.Tags()["histograms"]) == HISTOGRAMS
+    assert acc.Tags()["images"] == ["weights/layer0_map/image"]
+    assert "train/report" in acc.Tags()["tensors"]
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 6, 11, 16, 21, 26, 31, 36]
-    for tag in SCALARS | HISTOGRAMS:
+    for tag in SCALARS | HISTOGRAMS | {"weights/layer0_map/image", "train/report"}:
         assert tag in result.stdout
     assert "   8           1         36" in result.stdout  # points, first step, last step
     assert os.path.getsize(os.path.join(out, "summaries.png")) > 10_000

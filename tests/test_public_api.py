@@ -33,6 +33,7 @@ PUBLIC = [
     "evaluate",
     "get_collection",
     "histogram",
+    "image",
     "merge",
     "merge_all",
     "scalar",

@@ -186,7 +186,35 @@ plt.show()""",
     ),
     (
         "markdown",
-        """## 6. TensorBoard in the notebook
+        """## 6. Images and text
+
+`sh.image` takes torch's layouts (a batch `NCHW` by default) and writes TensorFlow's
+image summaries; `sh.text` writes Markdown for TensorBoard's text dashboard. Here the
+images are read back and one is shown inline.""",
+    ),
+    (
+        "code",
+        """from IPython.display import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+grid = torch.linspace(0, 1, 32)
+gradient = torch.stack([grid.expand(32, 32), grid[:, None].expand(32, 32), 1 - grid.expand(32, 32)])
+pictures = sh.image("samples/gradient", lambda: gradient, max_outputs=1, dataformats="CHW",
+                    collections=[])
+notes = sh.text("notes", lambda: [["run", "note"], ["media", "one image, one table"]],
+                collections=[])
+hook = sh.SummarySaverHook(save_steps=1, output_dir=f"{LOGDIR}/media",
+                           summary_op=sh.merge([pictures, notes]))
+with sh.MonitoredSession(hooks=[hook]) as session:
+    session.run(lambda: None)
+
+media = EventAccumulator(f"{LOGDIR}/media", size_guidance={"images": 0})
+media.Reload()
+Image(media.Images("samples/gradient/image")[-1].encoded_image_string)""",
+    ),
+    (
+        "markdown",
+        """## 7. TensorBoard in the notebook
 
 With a live kernel, these cells start TensorBoard on `runs/notebook` and show it inline
 (skipped when the notebook runs in CI).""",

@@ -8,23 +8,33 @@ several ops or hooks is called once per evaluation.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary, SummaryMetadata
 
 from summary_hook._evaluation import distributed as _distributed
 from summary_hook._evaluation.distributed import RemoteFailure, report_failure
 from summary_hook._evaluation.errors import SummaryEvaluationError
+from summary_hook._evaluation.images import Pixels, image_tags
 from summary_hook._evaluation.plans import Plan, PlanCache, plan_for
 from summary_hook._evaluation.to_host import LocalFailure, to_host
+from summary_hook._events.png import encode_png
 from summary_hook._ops.summary_ops import SummaryOp
 
 #: The metadata of TensorFlow v1's ``tf.summary.text``: the text plugin's, with no content.
 TEXT_METADATA = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="text"))
 
-__all__ = ["SummaryEvaluationError", "evaluate", "evaluate_with", "summary_ops_in"]
+__all__ = [
+    "DeferredSummary",
+    "SummaryEvaluationError",
+    "evaluate",
+    "evaluate_with",
+    "summary_ops_in",
+]
 
 
 def summary_ops_in(fetches: Any) -> list[SummaryOp]:
@@ -54,7 +64,7 @@ def _collect(fetches: Any, ops: list[SummaryOp]) -> None:
         )
 
 
-def _rebuild(fetches: Any, results: dict[int, Summary]) -> Any:
+def _rebuild(fetches: Any, results: dict[int, Any]) -> Any:
     if isinstance(fetches, SummaryOp):
         return results[id(fetches)]
     if isinstance(fetches, Mapping):
@@ -87,18 +97,25 @@ def evaluate(fetches: Any, output: Any = None) -> Any:
     return evaluate_with(fetches, output, None)
 
 
-def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None) -> Any:
-    """:func:`evaluate`, keeping the plans of several ops in a session's ``plans``."""
+def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None, resolve: bool = True) -> Any:
+    """:func:`evaluate`, keeping the plans of several ops in a session's ``plans``.
+
+    With ``resolve=False`` an op with images gives a :class:`DeferredSummary`, whose PNG
+    encoding its writer does later (the hooks' path)."""
     ops = tuple(summary_ops_in(fetches))
     if not ops:
         return _rebuild(fetches, {})
     plan = plan_for(ops, plans)
     with torch.no_grad():
         numbers = _numbers(plan, output)
-    results: dict[int, Summary] = {}
+    results: dict[int, Summary | DeferredSummary] = {}
     for op, indices, pick, template, values in zip(
         ops, plan.op_numbers, plan.op_pick, plan.templates, plan.template_values, strict=True
     ):
+        if op.has_images:
+            deferred = _with_images(op, [numbers[index] for index in indices])
+            results[id(op)] = deferred if not resolve else deferred.resolve()
+            continue
         summary = Summary()
         if pick is not None:  # scalars only: fill the template in place, then copy it
             with plan.lock:
@@ -109,15 +126,61 @@ def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None) -> Any:
             summary.CopyFrom(template)
             for value, index in zip(summary.value, indices, strict=True):
                 number = numbers[index]
-                if type(number) is float:
-                    value.simple_value = number
-                elif isinstance(number, HistogramProto):
-                    value.histo.CopyFrom(number)
-                else:  # a text: TensorFlow's tensor summary for the text plugin
-                    value.metadata.CopyFrom(TEXT_METADATA)
-                    value.tensor.CopyFrom(number)
+                _fill(value, numbers[index])
         results[id(op)] = summary
     return _rebuild(fetches, results)
+
+
+def _fill(value: Summary.Value, number: Any) -> None:
+    """Put a host value in its ``Summary.Value``."""
+    if type(number) is float:
+        value.simple_value = number
+    elif isinstance(number, HistogramProto):
+        value.histo.CopyFrom(number)
+    else:  # a text: TensorFlow's tensor summary for the text plugin
+        value.metadata.CopyFrom(TEXT_METADATA)
+        value.tensor.CopyFrom(number)
+
+
+class DeferredSummary:
+    """The ``Summary`` of an op with images, whose PNG encoding is left for later:
+    :meth:`resolve` encodes them and returns the ``Summary``. A hook's writer does that
+    off the training thread (``FileWriter.add_summary_later``); :func:`evaluate`
+    resolves before it returns.
+    """
+
+    __slots__ = ("_images", "_lock", "_summary")
+
+    def __init__(self, summary: Summary, images: list[tuple[Summary.Value, np.ndarray]]) -> None:
+        self._summary = summary
+        self._images = images
+        self._lock = threading.Lock()  # the writer's thread and a checkpoint may both ask
+
+    def resolve(self) -> Summary:
+        """Encode the images (once) and return the complete ``Summary``."""
+        with self._lock:
+            for value, pixels in self._images:
+                value.image.encoded_image_string = encode_png(pixels)
+            self._images = []
+        return self._summary
+
+
+def _with_images(op: SummaryOp, numbers: list[Any]) -> DeferredSummary:
+    """An op's summary with its images' values in place, their PNGs not yet encoded."""
+    summary = Summary()
+    images: list[tuple[Summary.Value, np.ndarray]] = []
+    for leaf, number in zip(op.leaves, numbers, strict=True):
+        if isinstance(number, Pixels):
+            tags = image_tags(leaf.tag, leaf.max_outputs, len(number.arrays))
+            for tag, pixels in zip(tags, number.arrays, strict=True):
+                value = summary.value.add(tag=tag)
+                height, width, channels = pixels.shape
+                value.image.height, value.image.width = height, width
+                value.image.colorspace = channels
+                images.append((value, pixels))
+        else:
+            _fill(summary.value.add(tag=leaf.tag), number)
+    return DeferredSummary(summary, images)
 
 
 def _numbers(plan: Plan, output: Any) -> list[Any]:

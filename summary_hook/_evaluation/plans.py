@@ -26,9 +26,9 @@ class Plan:
     """How to evaluate one tuple of ops, worked out once and kept (see :func:`plan_for`).
 
     Leaves are deduplicated in order of first appearance. Their host values are kept in
-    one list, ``numbers``: the scalars (in ``scalar_slots`` order), then the histograms
-    and the texts (in ``histogram_slots`` and ``text_slots`` order); ``op_numbers`` says
-    where each op's values are.
+    one list, ``numbers``: the scalars (in ``scalar_slots`` order), then the histograms,
+    the texts and the images (in ``histogram_slots``, ``text_slots`` and ``image_slots``
+    order); ``op_numbers`` says where each op's values are.
 
     Each op has a template ``Summary`` with its tags. An op of scalars only is filled
     in place through ``template_values``, references to the template's values kept
@@ -44,6 +44,7 @@ class Plan:
     scalar_slots: tuple[int, ...]
     histogram_slots: tuple[int, ...]
     text_slots: tuple[int, ...]
+    image_slots: tuple[int, ...]
     scalars_only: bool  # every leaf is a scalar: the common case
     op_numbers: tuple[tuple[int, ...], ...]
     op_pick: tuple[Callable[[list[Any]], Sequence[Any]] | None, ...]
@@ -125,7 +126,9 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> Plan:
     scalar_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "scalar"]
     histogram_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "histogram"]
     text_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "text"]
-    number_of = {slot: n for n, slot in enumerate(scalar_slots + histogram_slots + text_slots)}
+    image_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "image"]
+    order = scalar_slots + histogram_slots + text_slots + image_slots
+    number_of = {slot: n for n, slot in enumerate(order)}
     op_numbers = tuple(tuple(number_of[slot_of[id(leaf)]] for leaf in op.leaves) for op in ops)
     templates = tuple(Summary(value=[Summary.Value(tag=tag) for tag in op.tags]) for op in ops)
     return Plan(
@@ -137,6 +140,7 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> Plan:
         scalar_slots=tuple(scalar_slots),
         histogram_slots=tuple(histogram_slots),
         text_slots=tuple(text_slots),
+        image_slots=tuple(image_slots),
         scalars_only=len(scalar_slots) == len(leaves),
         op_numbers=op_numbers,
         op_pick=tuple(

@@ -21,6 +21,7 @@ from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 from summary_hook._evaluation import distributed as _distributed
 from summary_hook._evaluation.distributed import Reductions, is_dtensor
 from summary_hook._evaluation.histogram import device_histogram, histogram_proto
+from summary_hook._evaluation.images import Pixels, image_pixels
 from summary_hook._evaluation.plans import Plan
 
 __all__ = ["LocalFailure", "text_tensor", "to_host"]
@@ -30,8 +31,8 @@ _HOST_FLOATS = (torch.float32, torch.float64)
 
 
 class _DeviceBatch:
-    """What one device sends to the host: stacked scalars, histogram results, then
-    reduced vectors."""
+    """What one device sends to the host: stacked scalars, histogram results, reduced
+    vectors, then images."""
 
     def __init__(self) -> None:
         self.scalars: torch.Tensor | None = None  # 1-D, any real dtype
@@ -39,16 +40,19 @@ class _DeviceBatch:
         self.histograms: list[tuple[int, int, torch.Tensor]] = []  # (number, numel, result)
         # Each reduced vector, with what stores its values from its host copy.
         self.reduced: list[tuple[torch.Tensor, Any]] = []
+        self.images: list[tuple[int, torch.Tensor]] = []  # (number, [N, H, W, C] uint8)
 
     def unpack_to(self, numbers: list[Any]) -> None:
         """Copy everything to the host at once and store each value in ``numbers``."""
         parts = [] if self.scalars is None else [self.scalars]
         parts.extend(result for _, _, result in self.histograms)
-        if self.reduced:
+        if self.reduced or self.images:
             parts = [part.to(torch.float64) for part in parts]
             parts.extend(vector for vector, _ in self.reduced)
-        flat = parts[0] if len(parts) == 1 else torch.cat(parts)
-        host = _copy_to_host(flat)
+        if self.images:
+            host = self._copy_with_images(parts, numbers)
+        else:
+            host = _copy_to_host(parts[0] if len(parts) == 1 else torch.cat(parts))
         count = len(self.scalar_numbers)
         if count:
             values = (host if not self.histograms else host[:count]).tolist()
@@ -70,6 +74,23 @@ class _DeviceBatch:
             for vector, finish_to in self.reduced:
                 finish_to(array[offset : offset + vector.numel()], numbers)
                 offset += vector.numel()
+
+    def _copy_with_images(self, parts: list[torch.Tensor], numbers: list[Any]) -> torch.Tensor:
+        """The one copy when images come along: the float64 parts and the images' bytes
+        travel as one byte tensor. Stores the images in ``numbers``; returns the float64
+        values, as the copy without images would."""
+        floats = torch.cat(parts) if parts else torch.empty(0, dtype=torch.float64)
+        device = self.images[0][1].device
+        pieces = [floats.to(device).view(torch.uint8)]
+        pieces.extend(pixels.reshape(-1) for _, pixels in self.images)
+        host = torch.cat(pieces).to(_HOST, copy=True).numpy()
+        offset = floats.numel() * 8
+        for index, pixels in self.images:
+            size = pixels.numel()
+            batch = host[offset : offset + size].reshape(tuple(pixels.shape))
+            numbers[index] = Pixels(list(batch))
+            offset += size
+        return torch.from_numpy(host[: floats.numel() * 8].view(np.float64))
 
 
 class LocalFailure(Exception):
@@ -122,6 +143,10 @@ def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
     start = len(scalars) + len(plan.histogram_slots)
     for index, slot in enumerate(plan.text_slots, start=start):
         numbers[index] = text_tensor(plan.leaves[slot].tag, raw[slot])  # no device: no transfer
+    for index, slot in enumerate(plan.image_slots, start=start + len(plan.text_slots)):
+        leaf = plan.leaves[slot]
+        pixels = image_pixels(leaf.tag, raw[slot], leaf.max_outputs, leaf.dataformats)
+        batches.setdefault(pixels.device, _DeviceBatch()).images.append((index, pixels))
     if reductions:
         reductions.run()
         for vector, finish_to in reductions.results():

@@ -58,6 +58,13 @@ class WriterError(RuntimeError):
     """Writing events failed in the background thread; ``__cause__`` holds why."""
 
 
+@dataclass(frozen=True)
+class _Deferred:
+    """An event the worker serializes itself (see ``add_later``)."""
+
+    build: Callable[[], bytes]
+
+
 @dataclass
 class _FlushRequest:
     """Sync everything queued before it, then set ``done``."""
@@ -160,7 +167,22 @@ class EventFileWriter:
             WriterError: If the worker failed on an earlier event.
         """
         self._check_usable()
-        record = encode_record(event)
+        self._queue(encode_record(event))
+
+    def add_later(self, build: Callable[[], bytes]) -> None:
+        """Queue an event that the worker thread serializes: ``build()`` returns the
+        serialized ``Event`` (an image summary's PNG encoding happens there, off the
+        caller's thread). It keeps its place among the events queued around it.
+
+        Raises:
+            RuntimeError: If the writer is closed or belongs to another process.
+            WriterError: If the worker failed on an earlier event.
+        """
+        self._check_usable()
+        self._queue(_Deferred(build))
+
+    def _queue(self, record: bytes | _Deferred) -> None:
+        """Queue a framed event or a deferred one; block while ``max_queue`` wait."""
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"event file {self.path!r} is closed")
@@ -289,6 +311,9 @@ class EventFileWriter:
             self._room.notify_all()
         return items
 
+    def _append_deferred(self, items: list[_Deferred]) -> None:
+        self._file.append([encode_record(item.build()) for item in items])
+
     def _over_memory_bound(self) -> bool:
         """Whether a remote file holds too much that the store has not taken yet."""
         return isinstance(self._file, RemoteEventFile) and (
@@ -304,7 +329,11 @@ class EventFileWriter:
                     if self._error is None or self._file.retries:
                         self._guarded(self._file.append, cast("list[bytes]", list(run)))
                     continue
-                for item in run:  # flush or close requests
+                for item in run:  # deferred events, flush or close requests
+                    if isinstance(item, _Deferred):
+                        if self._error is None or self._file.retries:
+                            self._guarded(self._append_deferred, [item])
+                        continue
                     if isinstance(item, _CloseRequest):
                         self._sync_before_close()
                         self._close_file(item.orphaned)
@@ -332,7 +361,7 @@ class EventFileWriter:
                 return
             time.sleep(min(self._retry_secs, max(0.0, deadline - time.monotonic())))
 
-    def _guarded(self, write: Callable[..., None], *args: list[bytes]) -> None:
+    def _guarded(self, write: Callable[..., None], *args: Any) -> None:
         """Run ``write``; a failure is kept for the producer's next call, never lost.
 
         A remote file keeps its data and is tried again after a growing wait; its first

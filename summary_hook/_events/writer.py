@@ -13,6 +13,7 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
@@ -129,6 +130,25 @@ class FileWriter:
             RuntimeError: If the writer is closed.
         """
         self._add_summary(summary, global_step)
+
+    def add_summary_later(
+        self, build: Callable[[], Summary], global_step: int | None = None
+    ) -> None:
+        """Write the ``Summary`` that ``build()`` returns, calling it in the writer's thread.
+
+        The event keeps its place and its wall time (now) among the events around it.
+        An image summary's PNG encoding happens there, off the training thread (the
+        hooks pass ``DeferredSummary.resolve``).
+
+        Raises:
+            RuntimeError: If the writer is closed.
+        """
+        wall_time = time.time()
+
+        def serialized() -> bytes:
+            return summary_event(wall_time, global_step, build().SerializeToString())
+
+        self._live().add_later(serialized)
 
     def add_session_log(self, session_log: SessionLog, global_step: int | None = None) -> None:
         """Write ``session_log`` (for example ``SessionLog(status=SessionLog.START)``).

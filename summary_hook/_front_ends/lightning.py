@@ -36,6 +36,7 @@ import lightning.pytorch as pl
 from tensorboard.compat.proto.summary_pb2 import Summary
 from typing_extensions import override
 
+from summary_hook._evaluation.evaluate import DeferredSummary
 from summary_hook._evaluation.plans import PlanCache
 from summary_hook._events.writer import (
     DiscardWriter,
@@ -327,7 +328,10 @@ class SummarySaver(HookCallback):
             step, summaries = last
             if step == self._session.global_step:
                 state["step"] = step
-                state["summaries"] = [summary.SerializeToString() for summary in summaries]
+                state["summaries"] = [
+                    (s.resolve() if isinstance(s, DeferredSummary) else s).SerializeToString()
+                    for s in summaries
+                ]
         return state
 
     @override

@@ -60,7 +60,7 @@ def call_after_run(
         for _, hook in indexed_hooks:
             hook.after_run(context, _NO_RESULTS)
         return
-    results = evaluate_with(requests, output, plans)
+    results = evaluate_with(requests, output, plans, resolve=False)
     for index, hook in indexed_hooks:
         hook.after_run(
             context, SessionRunValues(results[index]) if index in results else _NO_RESULTS

@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tensorboard.compat.proto.summary_pb2 import Summary
-
 from summary_hook._evaluation import distributed as _distributed
 from summary_hook._events.writer import (
     DiscardWriter,
@@ -186,7 +184,8 @@ class SummarySaverHook(SessionRunHook):
         self._stale_step = 0
         self._request_summary = False
         self._ledger = RestartLedger()
-        self._last_saved: tuple[int, tuple[Summary, ...]] | None = None
+        # (An op with images gives a DeferredSummary: see ``evaluate``.)
+        self._last_saved: tuple[int, tuple[Any, ...]] | None = None
         self._requested: list[SummaryOp] = []  # the ops asked for at the last due step
 
     @property
@@ -250,15 +249,20 @@ class SummarySaverHook(SessionRunHook):
                 summaries = results["summary"]
                 file_writer = writer if isinstance(writer, FileWriter) else None
                 for op, summary in zip(self._requested, summaries, strict=True):
-                    if file_writer is not None and not op.carries_metadata:
+                    if file_writer is None or op.carries_metadata:
+                        # TensorFlow's rule (a tag's metadata is written once), or a writer
+                        # of another library: a complete Summary, now.
+                        complete = summary.resolve() if op.has_images else summary
+                        writer.add_summary(complete, global_step)
+                    elif op.has_images:  # PNG encoding in the writer's thread
+                        file_writer.add_summary_later(summary.resolve, global_step)
+                    else:
                         file_writer.add_evaluated_summary(summary, global_step)
-                    else:  # TensorFlow's rule: a tag's metadata is written once
-                        writer.add_summary(summary, global_step)
                 self._last_saved = (global_step, tuple(summaries))
         self._next_step = global_step + 1
 
     @property
-    def last_saved(self) -> tuple[int, tuple[Summary, ...]] | None:
+    def last_saved(self) -> tuple[int, tuple[Any, ...]] | None:
         """The step and the summaries of the latest due step, or None before the first.
 
         A checkpoint taken at that step keeps them, so that a resumed run can write

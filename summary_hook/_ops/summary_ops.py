@@ -31,6 +31,7 @@ __all__ = [
     "clear_collection",
     "get_collection",
     "histogram",
+    "image",
     "merge",
     "merge_all",
     "scalar",
@@ -51,7 +52,7 @@ def new_lock_in_child() -> None:
     _lock = threading.Lock()
 
 
-Kind = Literal["scalar", "histogram", "text"]
+Kind = Literal["scalar", "histogram", "text", "image"]
 
 
 def clean_tag(name: str) -> str:
@@ -98,6 +99,8 @@ class Leaf:
     takes_output: bool
     reduce: str | None = None
     group: Any = None
+    max_outputs: int = 0  # images only
+    dataformats: str = ""  # images only
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,6 +114,11 @@ class SummaryOp:
     #: What evaluation works out once for this op (see ``_evaluation.plans.plan_for``): kept
     #: on the op so that it goes when the op goes.
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def has_images(self) -> bool:
+        """Whether it holds an image summary (a variable number of values)."""
+        return any(leaf.kind == "image" for leaf in self.leaves)
 
     @property
     def carries_metadata(self) -> bool:
@@ -283,6 +291,62 @@ def text(name: str, fn: Callable[..., Any], collections: Iterable[str] | None = 
         >>> notes = text("notes", lambda: "**loss** went down", collections=[])
     """
     return _leaf_op("text", name, fn, collections)
+
+
+def image(
+    name: str,
+    fn: Callable[..., Any],
+    max_outputs: int = 3,
+    dataformats: str = "NCHW",
+    collections: Iterable[str] | None = None,
+) -> SummaryOp:
+    """An image summary, written as TensorFlow v1's ``tf.summary.image`` writes it.
+
+    ``fn`` returns a tensor or array: a batch (``"NCHW"``, torch's convention, or
+    ``"NHWC"``) or one image (``"CHW"``, ``"HWC"`` or ``"HW"``), with 1 (grey), 3 (RGB)
+    or 4 (RGBA) channels. ``uint8`` is written as it is; floats are taken as [0, 1],
+    scaled by 255 and rounded as TensorFlow's ``convert_image_dtype`` does, and clipped.
+    On a due step only the first ``max_outputs`` images are converted, on their device,
+    and cross to the host in the step's one transfer; PNG encoding happens off the
+    training thread when a hook writes them. Tags are ``name/image`` when
+    ``max_outputs`` is 1, else ``name/image/0``, ``name/image/1``...
+
+    Args:
+        name: The tag's prefix; invalid characters become ``_`` with a warning.
+        fn: ``fn()`` or ``fn(output)`` returning the images.
+        max_outputs: The most images written per due step.
+        dataformats: The layout of what ``fn`` returns.
+        collections: As for :func:`scalar`.
+
+    Returns:
+        The op.
+
+    Raises:
+        TypeError: If ``fn`` is not callable or needs more than one argument, or
+            ``max_outputs`` is not an int.
+        ValueError: If ``name`` is empty, ``max_outputs`` is not positive, or
+            ``dataformats`` is not one of the above.
+
+    Example:
+        >>> import torch
+        >>> samples = image("samples", lambda: torch.rand(8, 3, 32, 32), collections=[])
+    """
+    from summary_hook._evaluation.images import DATAFORMATS
+
+    tag = clean_tag(name)
+    if isinstance(max_outputs, bool) or not isinstance(max_outputs, int):
+        raise TypeError(f"image {tag!r}: max_outputs must be an int, got {max_outputs!r}")
+    if max_outputs < 1:
+        raise ValueError(f"image {tag!r}: max_outputs must be positive, got {max_outputs!r}")
+    if dataformats not in DATAFORMATS:
+        raise ValueError(
+            f"image {tag!r}: dataformats must be one of {', '.join(map(repr, DATAFORMATS))}, "
+            f"got {dataformats!r}"
+        )
+    leaf = Leaf(tag, "image", fn, _takes_output(tag, fn), None, None, max_outputs, dataformats)
+    op = SummaryOp((leaf,))
+    _register(op, collections)
+    return op
 
 
 def merge(inputs: Sequence[SummaryOp | None]) -> SummaryOp:
