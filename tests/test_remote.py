@@ -250,3 +250,38 @@ def test_s3_tensorboard_server_shows_a_run_while_it_is_written(s3):
         writer.flush()
         wait_until_served(port, "run", Counter({("x", step): 1 for step in range(6)}))
     writer.close()
+
+
+def test_s3_writes_block_at_the_memory_bound_until_the_store_is_back(s3, monkeypatch):
+    import threading
+
+    from summary_hook._events import event_file
+
+    monkeypatch.setattr(event_file, "_MAX_PENDING_BYTES", 20_000)
+    writer = sh.FileWriter("s3://bkt/bounded", flush_secs=1, max_queue=5)
+    writer.add_summary(value(0), 0)
+    writer.flush()
+    s3.stop()
+    told, done = [], threading.Event()
+
+    def produce() -> None:
+        for step in range(1, 60):  # about 2 KB each: far past the bound
+            try:
+                writer.add_summary(value(step, size=2000), step)
+            except sh.WriterError as error:  # the outage, told once; the event is not taken
+                told.append(error)
+                writer.add_summary(value(step, size=2000), step)
+        done.set()
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    deadline = time.monotonic() + 60  # the client's own retries come first
+    while not told and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(told) == 1 and "s3://bkt/bounded" in str(told[0])
+    assert not done.wait(3)  # blocked: the writer holds no more than the bound
+    s3.start()
+    assert done.wait(60)
+    producer.join()
+    writer.close()
+    assert [step for step, _ in scalars("s3://bkt/bounded")] == list(range(60))
