@@ -59,6 +59,16 @@ def summaries_by_step(logdir: str) -> dict[int, dict[str, float]]:
     return dict(table)
 
 
+def save_every_step(logdir: str, op: sh.SummaryOp, steps: int) -> None:
+    """Run ``steps`` empty steps with a hook saving ``op`` into ``logdir`` on each, then
+    close the directory's writer."""
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=logdir, summary_op=op)
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        for _ in range(steps):
+            session.run(lambda: None)
+    sh.SummaryWriterCache.clear()
+
+
 def accumulator(logdir: str) -> EventAccumulator:
     acc = EventAccumulator(logdir, size_guidance={"scalars": 0, "histograms": 0})
     acc.Reload()

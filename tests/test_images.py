@@ -17,15 +17,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import summary_hook as sh
 from benchmarks.harness import CountTransfers
+from tests.conftest import save_every_step
 from tests.readers import get, tensorboard
 
 
 def run_hook(logdir: str, op: sh.SummaryOp, steps: int = 1) -> None:
-    hook = sh.SummarySaverHook(save_steps=1, output_dir=logdir, summary_op=op)
-    with sh.MonitoredSession(hooks=[hook]) as session:
-        for _ in range(steps):
-            session.run(lambda: None)
-    sh.SummaryWriterCache.clear()
+    save_every_step(logdir, op, steps)
 
 
 def read_images(logdir: str) -> dict[str, list[np.ndarray]]:

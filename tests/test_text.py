@@ -9,16 +9,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util import tensor_util
 
 import summary_hook as sh
-from tests.conftest import all_events
+from tests.conftest import all_events, save_every_step
 from tests.readers import get, tensorboard
 
 
 def run_hook(logdir: str, op: sh.SummaryOp, steps: int = 3) -> None:
-    hook = sh.SummarySaverHook(save_steps=1, output_dir=logdir, summary_op=op)
-    with sh.MonitoredSession(hooks=[hook]) as session:
-        for _ in range(steps):
-            session.run(lambda: None)
-    sh.SummaryWriterCache.clear()
+    save_every_step(logdir, op, steps)
 
 
 def texts(logdir: str, tag: str) -> list[tuple[int, np.ndarray]]:
