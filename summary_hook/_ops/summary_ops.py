@@ -15,6 +15,7 @@ Thread contract: the collections are guarded by ``_lock``; ops are immutable.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import threading
@@ -115,12 +116,12 @@ class SummaryOp:
     #: on the op so that it goes when the op goes.
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    @property
+    @functools.cached_property
     def has_images(self) -> bool:
         """Whether it holds an image summary (a variable number of values)."""
         return any(leaf.kind == "image" for leaf in self.leaves)
 
-    @property
+    @functools.cached_property
     def carries_metadata(self) -> bool:
         """Whether its summaries hold plugin metadata (texts), which a writer keeps for a
         tag's first value only, as TensorFlow's does."""
