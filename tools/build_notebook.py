@@ -1,7 +1,8 @@
 """Write notebooks/quickstart.ipynb from the cells below and execute it in place.
 
 Run after changing a cell: ``CI=true .venv/bin/python tools/build_notebook.py``
-(CI=true skips the cell that starts a TensorBoard server).
+(CI=true skips the cell that starts a TensorBoard server), then
+``.venv/bin/ruff format notebooks/quickstart.ipynb``, as CI checks the notebook's format.
 """
 
 from __future__ import annotations
