@@ -194,17 +194,16 @@ def _group_scalars(
 
 def _stack_one_device(values: list[Any]) -> torch.Tensor | None:
     """``values`` as one 1-D tensor when all are one-element real tensors on one device
-    and of one shape (the common case), else None; no value is read."""
+    and of one shape (the common case), else None; no value is read. DTensors are never
+    stacked, which could redistribute them, a collective of its own: the first value
+    tells, since stacking DTensors with plain tensors raises."""
+    if is_dtensor(values[0]):
+        return None
     try:
         stacked = torch.stack(values)
     except (TypeError, RuntimeError):
         return None
-    if (
-        stacked.numel() != len(values)
-        or stacked.dtype.is_complex
-        or stacked.is_meta
-        or is_dtensor(stacked)
-    ):
+    if stacked.numel() != len(values) or stacked.dtype.is_complex or stacked.is_meta:
         return None
     return stacked if stacked.dim() == 1 else stacked.reshape(-1)
 
