@@ -14,7 +14,7 @@ import platform
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,10 +54,21 @@ def median_time(fn: Callable[[], object], repeats: int, number: int = 1) -> floa
 
 
 def median_times(
-    fns: dict[str, Callable[[], object]], repeats: int, number: int = 1
+    fns: Mapping[str, Callable[[], object]],
+    repeats: int,
+    number: int = 1,
+    settle: Mapping[str, Callable[[], object]] | None = None,
 ) -> dict[str, float]:
     """:func:`median_time` of several functions, their repeats taking turns, so that a
-    noisy spell on a shared machine hits each alike and their ratios stay fair."""
+    noisy spell on a shared machine hits each alike and their ratios stay fair.
+
+    ``settle`` maps a name to what finishes the work its function left running, such as
+    a writer thread's; it runs untimed after each turn. Without it, that work competes
+    for the interpreter with the next contender and is charged to it: torch's
+    ``add_histogram`` left 1 ms of event serialisation to its writer thread, which
+    showed up in the next contender's time.
+    """
+    settle = settle or {}
     for fn in fns.values():
         fn()  # warm up
     times: dict[str, list[float]] = {name: [] for name in fns}
@@ -68,6 +79,8 @@ def median_times(
             for _ in range(number):
                 fn()
             times[name].append((time.perf_counter() - start) / number)
+            if name in settle:
+                settle[name]()
     return {name: statistics.median(values) for name, values in times.items()}
 
 

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+from benchmarks.harness import median_times
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -28,6 +30,10 @@ def test_benchmark_quick_mode_runs_and_reports_every_measurement(tmp_path):
     hook_run = by_id["P6"]["details"]["through_the_hook"]
     assert hook_run["records_read_back"] == hook_run["expected"]
     assert by_id["P2"]["details"]["same_bucket_counts"]
+    # The profiler finds every stage's kernels: a stale kernel table would show a 0 here.
+    stages = by_id["P2"]["details"]["threads"]["1"]["stages_ms"]
+    assert set(stages) == {"statistics", "bucket index", "counting", "other"}
+    assert all(stages[name] > 0 for name in ("statistics", "bucket index", "counting"))
     assert not by_id["P8"]["details"]["imports_lightning"]
     assert by_id["P9"]["details"]["parameters"] == 10 * (128 * 128 + 128)
     due = by_id["P10"]["details"]["due_step"]["counts"]
@@ -66,3 +72,13 @@ def test_only_names_the_ids_it_takes():
     assert "--only takes ids from P1, P2, P3, P4, P5, P6, P7, P8, P9, P10, P11, P12, got 'P13'" in (
         result.stderr
     )
+
+
+def test_contenders_take_turns_and_each_settles_before_the_next():
+    calls: list[str] = []
+    median_times(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+        repeats=2,
+        settle={"a": lambda: calls.append("a settled")},
+    )
+    assert calls == ["a", "b"] + ["a", "a settled", "b"] * 2  # warm-ups, then the turns
