@@ -5,9 +5,12 @@ off the training thread, and the images served by the real server."""
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
 import threading
 import time
 import urllib.request
+from typing import Any
 
 import numpy as np
 import pytest
@@ -146,15 +149,20 @@ def test_png_encoding_runs_in_the_writers_thread(tmp_path, monkeypatch):
     assert len(read_images(str(tmp_path))["im/image/0"]) == 3
 
 
+def served_image_tags(port: int, timeout: float = 30) -> dict[str, Any]:
+    """The image tags of run ``.``, once the server has loaded them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tags = get(port, "/data/plugin/images/tags")
+        if tags.get(".") or time.monotonic() > deadline:
+            return dict(tags.get(".", {}))
+        time.sleep(0.5)
+
+
 def test_tensorboard_server_serves_the_images(tmp_path):
     run_hook(str(tmp_path), sh.image("im", lambda: torch.rand(2, 3, 6, 9), collections=[]), 2)
     with tensorboard(str(tmp_path), load_fast="false") as port:
-        deadline = time.monotonic() + 30
-        while True:
-            tags = get(port, "/data/plugin/images/tags")
-            if tags.get(".") or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        tags = {".": served_image_tags(port)}
         assert sorted(tags["."]) == ["im/image/0", "im/image/1"]
         assert tags["."]["im/image/0"]["samples"] == 1
         served = get(port, "/data/plugin/images/images", run=".", tag="im/image/0", sample="0")
@@ -166,6 +174,38 @@ def test_tensorboard_server_serves_the_images(tmp_path):
             pixels = np.array(Image.open(io.BytesIO(png.read())))
     assert [entry["step"] for entry in served] == [1, 2]
     assert pixels.shape == (6, 9, 3)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="needs a Chromium to take the screenshot (Debian: apt-get install chromium)",
+)
+def test_the_images_dashboard_shows_the_image_in_a_browser(tmp_path):
+    """What a user sees: TensorBoard's images dashboard in a headless Chromium shows the
+    written image, as a solid block of its exact colour."""
+    magenta = torch.zeros(3, 32, 32)
+    magenta[0] = magenta[2] = 1.0
+    logdir, shot = tmp_path / "logs", tmp_path / "dashboard.png"
+    run_hook(str(logdir), sh.image("swatch", lambda: magenta, dataformats="CHW", collections=[]))
+    with tensorboard(str(logdir), load_fast="false") as port:
+        assert list(served_image_tags(port)) == ["swatch/image/0"]
+        assert CHROMIUM is not None
+        subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,1000",
+             "--virtual-time-budget=15000", f"--screenshot={shot}",
+             f"http://127.0.0.1:{port}/#images"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+    pixels = np.array(Image.open(shot).convert("RGB")).astype(int)
+    rows, cols = np.nonzero((pixels == (255, 0, 255)).all(axis=-1))
+    assert rows.size, "the screenshot shows no magenta: the image was not drawn"
+    height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    assert min(height, width) >= 32  # shown at least at its own size...
+    assert rows.size == height * width  # ...as one solid block
 
 
 def test_readback_and_show_list_image_and_text_tags(tmp_path):
