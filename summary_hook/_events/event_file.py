@@ -8,17 +8,12 @@ for work. The worker thread alone touches the file, an
 :class:`~summary_hook._events.disk.EventFile`; it takes the whole queue at once and is woken
 only when there is work (see :meth:`EventFileWriter._take`), not for every event.
 
-An error in the worker is stored in ``_error`` and raised in the caller's next call.
-From then on the worker drops the events it takes, so that no producer blocks forever:
-after a write error, and in a forked child (which has no worker), events are dropped,
-and the caller has been told.
-
-A remote file (``retries``: an object store, ``remote``) keeps what failed to upload
-instead: the failure is raised once in the caller's next call, and at every ``flush()``
-and ``close()`` until an upload succeeds; the worker tries again after 1, 2, 4... seconds
-(at most ``flush_secs``); while more than ``_MAX_PENDING_BYTES`` wait for the store, it
-takes no more events, so producers block (and are told why) rather than memory grow.
-``close()`` tries for ``_CLOSE_RETRY_SECS`` before it gives up, and says so.
+A failed write is kept and raised in the caller's next call
+(:class:`~summary_hook._events.failures.WriteFailures` says what the worker does then: a
+local file's events are dropped from then on, a remote file's kept and retried). In a
+forked child, which has no worker, events cannot be added at all. While more than
+``_MAX_PENDING_BYTES`` of a remote file wait for the store, the worker takes no more
+events, so producers block (and are told why) rather than memory grow.
 """
 
 from __future__ import annotations
@@ -37,6 +32,7 @@ from typing import Any, cast
 from tensorboard.compat.proto.event_pb2 import Event
 
 from summary_hook._events.disk import EventFile
+from summary_hook._events.failures import WriteFailures, WriterError
 from summary_hook._events.records import encode_record
 from summary_hook._events.remote import RemoteEventFile, is_remote
 
@@ -48,14 +44,7 @@ _POLL_SECS = 0.2
 #: A remote file takes no more events while this many bytes wait for the store.
 _MAX_PENDING_BYTES = 64 * 2**20
 
-#: How long closing a remote file keeps trying to upload what is left.
-_CLOSE_RETRY_SECS = 30.0
-
 _live_writers: weakref.WeakSet[EventFileWriter] = weakref.WeakSet()
-
-
-class WriterError(RuntimeError):
-    """Writing events failed in the background thread; ``__cause__`` holds why."""
 
 
 @dataclass(frozen=True)
@@ -127,8 +116,7 @@ class EventFileWriter:
             else EventFile(logdir, filename_suffix)
         )
         self.path = self._file.path
-        self._retry_secs = 0.0  # a remote file's wait before its next upload, after a failure
-        self._flush_secs = float(flush_secs)
+        self._failures = WriteFailures(self._file, float(flush_secs))
         self._max_queue = max_queue
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the worker waits here for work
@@ -137,8 +125,6 @@ class EventFileWriter:
         self._waiting = 0  # how many of ``_items`` are events: the rest are requests
         self._worker_idle = True  # the worker sleeps with no deadline: a new event wakes it
         self._closed = False
-        self._error: BaseException | None = None
-        self._reported = False  # whether _error has reached a caller
         self._pid = os.getpid()
         self._thread = threading.Thread(
             target=self._work,
@@ -209,7 +195,7 @@ class EventFileWriter:
             self._request(request)
         while not request.done.wait(_POLL_SECS):
             self._raise_if_worker_dead()
-        self._raise_if_failed(always=True)
+        self._failures.raise_for_caller(self.path, always=True)
 
     def close(self) -> None:
         """Write everything queued, close the file and stop the worker. Safe to call twice.
@@ -222,8 +208,8 @@ class EventFileWriter:
         self.close_soon()
         self._thread.join()
         _live_writers.discard(self)
-        if not self._reported or self._file.retries:
-            self._raise_if_failed(always=True)
+        if not self._failures.reported or self._file.retries:
+            self._failures.raise_for_caller(self.path, always=True)
 
     def close_soon(self, *, orphaned: bool = False) -> None:
         """Ask the worker to write everything queued, close the file and stop; do not wait.
@@ -256,19 +242,10 @@ class EventFileWriter:
                 f"event file {self.path!r} belongs to process {self._pid}; "
                 f"a forked child (pid {os.getpid()}) must open its own writer"
             )
-        self._raise_if_failed()
-
-    def _raise_if_failed(self, always: bool = False) -> None:
-        """Raise the worker's failure: a remote file's once, unless ``always`` (flush and
-        close: its data is not in the store yet), while it keeps trying."""
-        if self._error is not None and (always or not self._reported or not self._file.retries):
-            self._reported = True
-            raise WriterError(f"writing event file {self.path!r} failed: {self._error!r}") from (
-                self._error
-            )
+        self._failures.raise_for_caller(self.path)
 
     def _raise_if_worker_dead(self) -> None:
-        self._raise_if_failed()
+        self._failures.raise_for_caller(self.path)
         if not self._thread.is_alive():
             raise WriterError(f"the writer thread of {self.path!r} stopped unexpectedly")
 
@@ -321,77 +298,29 @@ class EventFileWriter:
         )
 
     def _work(self) -> None:
+        failures = self._failures
         next_flush = 0.0  # the first event is synced at once, as TensorFlow does
         while True:
             for kind, run in itertools.groupby(self._take(self._file.dirty, next_flush), type):
                 if kind is bytes:  # a run of events, buffered without a loop in Python
-                    # After an error, events are drained and dropped; a remote file keeps them.
-                    if self._error is None or self._file.retries:
-                        self._guarded(self._file.append, cast("list[bytes]", list(run)))
+                    # (after a local file's failure, ``run`` drops them: drained, not written)
+                    failures.run(self._file.append, cast("list[bytes]", list(run)))
                     continue
                 for item in run:  # deferred events, flush or close requests
                     if isinstance(item, _Deferred):
-                        if self._error is None or self._file.retries:
-                            self._guarded(self._append_deferred, [item])
+                        failures.run(self._append_deferred, [item])
                         continue
                     if isinstance(item, _CloseRequest):
-                        self._sync_before_close()
-                        self._close_file(item.orphaned)
+                        failures.sync_before_close()
+                        failures.close(self.path, item.orphaned)
                         return
                     if self._file.dirty:  # everything queued before it goes first
-                        self._guarded(self._file.sync)
-                    next_flush = self._next_flush()
+                        failures.run(self._file.sync)
+                    next_flush = failures.next_flush()
                     cast("_FlushRequest", item).done.set()
             if self._file.dirty and time.monotonic() >= next_flush:
-                self._guarded(self._file.sync)
-                next_flush = self._next_flush()
-
-    def _next_flush(self) -> float:
-        """When to write next: after ``flush_secs``, or sooner to retry a failed upload."""
-        if self._file.dirty and self._retry_secs:
-            return time.monotonic() + self._retry_secs
-        return time.monotonic() + self._flush_secs
-
-    def _sync_before_close(self) -> None:
-        """Write what is left; a remote file tries for ``_CLOSE_RETRY_SECS``."""
-        deadline = time.monotonic() + _CLOSE_RETRY_SECS
-        while self._file.dirty:
-            self._guarded(self._file.sync)
-            if not (self._file.dirty and self._file.retries) or time.monotonic() >= deadline:
-                return
-            time.sleep(min(self._retry_secs, max(0.0, deadline - time.monotonic())))
-
-    def _guarded(self, write: Callable[..., None], *args: Any) -> None:
-        """Run ``write``; a failure is kept for the producer's next call, never lost.
-
-        A remote file keeps its data and is tried again after a growing wait; its first
-        failure of an outage is the one reported, and a success ends the outage."""
-        retries = self._file.retries
-        if self._error is not None and not retries:
-            return
-        try:
-            write(*args)
-        except BaseException as error:
-            if not retries:
-                self._error = error
-                self._file.discard()
-                return
-            if self._error is None:  # a new outage: say so once more
-                self._error, self._reported = error, False
-            self._retry_secs = min(max(1.0, 2 * self._retry_secs), self._flush_secs)
-        else:
-            if retries and not self._file.dirty:
-                self._error, self._reported, self._retry_secs = None, False, 0.0
-
-    def _close_file(self, orphaned: bool) -> None:
-        try:
-            self._file.close()
-        except BaseException as error:
-            if self._error is None:
-                self._error = error
-        if orphaned and self._error is not None and not self._reported:
-            self._reported = True  # no caller is left to raise it to
-            print(f"summary_hook: {self.path!r}: {self._error!r}", file=sys.stderr)
+                failures.run(self._file.sync)
+                next_flush = failures.next_flush()
 
 
 def flush_all_writers() -> None:
@@ -402,7 +331,7 @@ def flush_all_writers() -> None:
     """
     first: BaseException | None = None
     for writer in list(_live_writers):
-        if writer._pid != os.getpid() or writer.closed or writer._reported:
+        if writer._pid != os.getpid() or writer.closed or writer._failures.reported:
             continue  # not ours, closed, or its failure already reached a caller
         try:
             writer.flush()
