@@ -31,6 +31,8 @@ __all__ = ["TagSummary", "format_table", "plot", "read_histograms", "read_scalar
 
 #: Longest record read back (TensorBoard's reader allocates what a header claims).
 _MAX_RECORD_BYTES = 256 * 2**20
+#: What :func:`plot` says when matplotlib is missing.
+PLOT_NEEDS = "plotting needs matplotlib: pip install 'summary_hook[plot]'"
 _LOAD_EVERYTHING = {"scalars": 0, "histograms": 0, "tensors": 0, "images": 0, "audio": 1}
 
 
@@ -299,14 +301,14 @@ def plot(logdir: str | os.PathLike[str], output: str | os.PathLike[str]) -> str:
     Raises:
         FileNotFoundError: If ``logdir`` is not a directory.
         ValueError: If it holds no scalar or histogram.
+        ImportError: If matplotlib is not installed, saying what to install.
     """
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:  # pragma: no cover - depends on the install
-        raise ImportError("plotting needs matplotlib: pip install 'summary_hook[plot]'") from error
+        # A Figure of its own, not pyplot's: drawing it leaves the caller's backend (a
+        # notebook's inline one) and pyplot's list of figures as they were.
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError(PLOT_NEEDS) from error
     scalars = read_scalars(logdir)
     histograms = read_histograms(logdir)
     panels = [("scalar", key) for key in sorted(set(zip(scalars.run, scalars.tag, strict=True)))]
@@ -317,7 +319,8 @@ def plot(logdir: str | os.PathLike[str], output: str | os.PathLike[str]) -> str:
         raise ValueError(f"no scalars or histograms in {os.fspath(logdir)!r} to plot")
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.2 * rows), squeeze=False)
+    figure = Figure(figsize=(5 * columns, 3.2 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis, (kind, (run, tag)) in zip(axes.flat, panels, strict=False):
         title = tag if run == "." else f"{run}: {tag}"
         if kind == "scalar":
@@ -342,5 +345,4 @@ def plot(logdir: str | os.PathLike[str], output: str | os.PathLike[str]) -> str:
     figure.tight_layout()
     path = os.fspath(output)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path

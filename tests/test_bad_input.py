@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 import tempfile
 
+import numpy as np
 import pytest
 import torch
 
 import summary_hook as sh
-from tests.conftest import all_events
+from tests.conftest import all_events, summaries_by_step
 
 LOGDIR = tempfile.mkdtemp()
 
@@ -73,13 +74,49 @@ CASES = [
      ValueError, r"Exactly one of scaffold or summary_op must be provided\."),
     ("neither scaffold nor summary_op",
      lambda: sh.SummarySaverHook(save_steps=1, output_dir=LOGDIR),
-     ValueError, r"Exactly one of scaffold or summary_op must be provided\."),
+     ValueError, r"Exactly one of scaffold or summary_op must be provided\. \(scaffold=summary_hook\.Scaffold\(\) saves every op"),
     ("no writer",
      lambda: sh.SummarySaverHook(save_steps=1, summary_op=op()),
      ValueError, r"needs output_dir or summary_writer"),
     ("save_steps of the wrong type",
      lambda: sh.SummarySaverHook(save_steps="100", output_dir=LOGDIR, summary_op=op()),
-     TypeError, r"every_steps must be a number, got '100'"),
+     TypeError, r"save_steps must be a positive integer, got '100'"),
+    ("save_steps of zero",
+     lambda: sh.SummarySaverHook(save_steps=0, output_dir=LOGDIR, summary_op=op()),
+     ValueError, r"save_steps must be a positive integer, got 0"),
+    ("negative save_steps",
+     lambda: sh.SummarySaverHook(save_steps=-1, output_dir=LOGDIR, summary_op=op()),
+     ValueError, r"save_steps must be a positive integer, got -1"),
+    ("fractional save_steps",
+     lambda: sh.SummarySaverHook(save_steps=1.5, output_dir=LOGDIR, summary_op=op()),
+     TypeError, r"save_steps must be a positive integer, got 1.5"),
+    ("save_secs of zero",
+     lambda: sh.SummarySaverHook(save_secs=0, output_dir=LOGDIR, summary_op=op()),
+     ValueError, r"save_secs must be a positive, finite number of seconds, got 0"),
+    ("negative save_secs",
+     lambda: sh.SummarySaverHook(save_secs=-2, output_dir=LOGDIR, summary_op=op()),
+     ValueError, r"save_secs must be a positive, finite number of seconds, got -2"),
+    ("NaN save_secs",
+     lambda: sh.SummarySaverHook(save_secs=math.nan, output_dir=LOGDIR, summary_op=op()),
+     ValueError, r"save_secs must be a positive, finite number of seconds, got nan"),
+    ("infinite save_secs",
+     lambda: sh.SummarySaverHook(save_secs=math.inf, output_dir=LOGDIR, summary_op=op()),
+     ValueError, r"save_secs must be a positive, finite number of seconds, got inf"),
+    ("save_secs of the wrong type",
+     lambda: sh.SummarySaverHook(save_secs="30", output_dir=LOGDIR, summary_op=op()),
+     TypeError, r"save_secs must be a positive number of seconds, got '30'"),
+    ("SummarySaver's save_steps of zero",
+     lambda: sh.SummarySaver(save_steps=0),
+     ValueError, r"save_steps must be a positive integer, got 0"),
+    ("SummarySaver's NaN save_secs",
+     lambda: sh.SummarySaver(save_secs=math.nan),
+     ValueError, r"save_secs must be a positive, finite number of seconds, got nan"),
+    ("StepCounterHook's every_n_steps of zero",
+     lambda: sh.StepCounterHook(every_n_steps=0, output_dir=LOGDIR),
+     ValueError, r"every_n_steps must be a positive integer, got 0"),
+    ("StepCounterHook's infinite every_n_secs",
+     lambda: sh.StepCounterHook(every_n_steps=None, every_n_secs=math.inf, output_dir=LOGDIR),
+     ValueError, r"every_n_secs must be a positive, finite number of seconds, got inf"),
     ("summary_op that is not an op",
      lambda: sh.SummarySaverHook(save_steps=1, output_dir=LOGDIR, summary_op="loss"),
      TypeError, r"summary_op must be a summary op or a list of them, got 'loss' of type str"),
@@ -170,6 +207,14 @@ CASES = [
 def test_bad_input_raises_clear_error(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_numpy_save_steps_schedule_as_an_int(tmp_path):
+    hook = sh.SummarySaverHook(save_steps=np.int64(5), output_dir=str(tmp_path), summary_op=op())
+    with sh.MonitoredSession(hooks=[hook]) as sess:
+        for _ in range(11):
+            sess.run(lambda: None)
+    assert sorted(summaries_by_step(str(tmp_path))) == [1, 6, 11]
 
 
 def test_the_table_has_at_least_25_cases():

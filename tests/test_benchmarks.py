@@ -7,7 +7,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks.harness import median_times
+
+pytestmark = pytest.mark.slow  # subprocesses, servers or several processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,6 +11,8 @@ import pytest
 from summary_hook import readback
 from tests.conftest import accumulator
 
+pytestmark = pytest.mark.slow  # subprocesses, servers or several processes
+
 SCALARS = {"train/loss", "train/learning_rate", "train/gradient_norm"}
 HISTOGRAMS = {
     "weights/layer0",
@@ -122,3 +124,90 @@ def test_readback_frames_match_tensorboard(tmp_path):
     assert (histograms.num == histograms.bucket.map(sum)).all()
     rows = {row.tag: row for row in readback.summarize(out)}
     assert rows["train/loss"].points == 3 and rows["train/loss"].last_step == 9
+
+
+#: Runs the command line as if matplotlib were not installed: importing it raises ImportError.
+WITHOUT_MATPLOTLIB = (
+    "import sys; sys.modules['matplotlib'] = None; "
+    "from summary_hook.__main__ import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+def test_demo_without_matplotlib_reports_the_run_and_says_what_to_install(tmp_path):
+    out = str(tmp_path / "demo")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WITHOUT_MATPLOTLIB,
+            *("demo", "--loop", "plain", "--steps", "10"),
+            *("--save-steps", "5", "--output-dir", out, "--no-progress"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "no plot: plotting needs matplotlib: pip install 'summary_hook[plot]'" in result.stderr
+    assert "train/loss" in result.stdout and f"tensorboard --logdir {out}" in result.stdout
+    assert [e.step for e in accumulator(out).Scalars("train/loss")] == [1, 6]
+    assert not os.path.exists(os.path.join(out, "summaries.png"))
+
+
+def test_show_plot_without_matplotlib_prints_the_table_and_fails(tmp_path):
+    out = str(tmp_path / "demo")
+    plain_demo(out, "--steps", "5")
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_MATPLOTLIB, "show", out, "--plot", str(tmp_path / "p.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "train/loss" in result.stdout and "Traceback" not in result.stderr
+    assert "pip install 'summary_hook[plot]'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "text", "api"),
+    [
+        ("--save-steps", "0", {"save_steps": 0}),
+        ("--save-steps", "-3", {"save_steps": -3}),
+        ("--save-secs", "nan", {"save_secs": float("nan")}),
+        ("--save-secs", "0", {"save_secs": 0.0}),
+    ],
+)
+def test_command_line_rejects_periods_as_the_api_does(flag, text, api):
+    import summary_hook as sh
+
+    with pytest.raises(ValueError) as raised:
+        sh.SummarySaver(**api)
+    result = summary_hook("demo", flag, text)
+    assert result.returncode == 2
+    assert f"argument {flag}: {raised.value}" in result.stderr
+
+
+def test_command_line_names_an_unparsable_period():
+    result = summary_hook("demo", "--save-steps", "ten")
+    assert result.returncode == 2
+    message = "argument --save-steps: save_steps must be a positive integer, got 'ten'"
+    assert message in result.stderr
+
+
+def test_plot_leaves_the_callers_matplotlib_backend_and_figures_alone(tmp_path):
+    out = str(tmp_path / "demo")
+    plain_demo(out, "--steps", "5")
+    script = (
+        "import matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt; "
+        "from summary_hook import readback; import sys; "
+        "readback.plot(sys.argv[1], sys.argv[2]); "
+        "print(matplotlib.get_backend(), plt.get_fignums())"
+    )
+    png = str(tmp_path / "p.png")
+    result = subprocess.run(
+        [sys.executable, "-c", script, out, png], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["svg", "[]"]
+    assert os.path.getsize(png) > 10_000

@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import accumulator, event_files
 
+pytestmark = pytest.mark.slow  # subprocesses, servers or several processes
+
 SCRIPT = os.path.join(os.path.dirname(__file__), "ddp_script.py")
 
 

@@ -16,6 +16,8 @@ from summary_hook._evaluation.histogram import BUCKET_LIMITS
 from tests.conftest import accumulator, event_files
 from tests.readers import ended_well, free_port
 
+pytestmark = pytest.mark.slow  # subprocesses, servers or several processes
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "distributed", "plain_run.py")
 

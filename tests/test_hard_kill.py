@@ -10,8 +10,12 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from summary_hook._events.records import RecordError, iter_records
 from tests.conftest import event_files, read_events
+
+pytestmark = pytest.mark.slow  # subprocesses, servers or several processes
 
 CHILD = os.path.join(os.path.dirname(__file__), "kill_child.py")
 KILLS = 20

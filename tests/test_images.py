@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.compat.proto.summary_pb2 import Summary
 
 import summary_hook as sh
 from benchmarks.harness import CountTransfers
@@ -133,20 +134,76 @@ def test_images_cross_in_the_steps_one_transfer():
 
 
 def test_png_encoding_runs_in_the_writers_thread(tmp_path, monkeypatch):
-    from summary_hook._evaluation import evaluate as evaluate_module
+    from summary_hook._events import pending
 
     threads = []
-    encode = evaluate_module.encode_png
+    encode = pending.encode_png
 
     def recording(pixels: np.ndarray) -> bytes:
         threads.append(threading.current_thread().name)
         return encode(pixels)
 
-    monkeypatch.setattr(evaluate_module, "encode_png", recording)
+    monkeypatch.setattr(pending, "encode_png", recording)
     run_hook(str(tmp_path), sh.image("im", lambda: torch.rand(8, 3, 16, 16), collections=[]), 3)
     assert len(threads) == 9
     assert all(name.startswith("summary_hook-writer") for name in threads), threads
     assert len(read_images(str(tmp_path))["im/image/0"]) == 3
+
+
+class RecordingWriter:
+    """A writer of a user's own, with TensorFlow's three methods."""
+
+    def __init__(self) -> None:
+        self.summaries: list[tuple[int, Any]] = []
+
+    def add_summary(self, summary: Any, global_step: int | None = None) -> None:
+        self.summaries.append((global_step, summary))
+
+    def add_session_log(self, session_log: Any, global_step: int | None = None) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def image_and_text_op() -> sh.SummaryOp:
+    return sh.merge(
+        [
+            sh.image("im", lambda: torch.rand(2, 3, 8, 8), collections=[]),
+            sh.text("note", lambda: "hi", collections=[]),
+        ]
+    )
+
+
+def test_a_writer_of_ones_own_gets_complete_summaries_from_the_hook():
+    writer = RecordingWriter()
+    hook = sh.SummarySaverHook(save_steps=1, summary_writer=writer, summary_op=image_and_text_op())
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        session.run(lambda: None)
+    ((step, summary),) = writer.summaries
+    assert step == 1 and isinstance(summary, Summary)
+    images = [Image.open(io.BytesIO(v.image.encoded_image_string)) for v in summary.value[:2]]
+    assert [image.size for image in images] == [(8, 8), (8, 8)]
+    assert summary.value[2].metadata.plugin_data.plugin_name == "text"
+
+
+def test_a_hook_of_ones_own_writes_what_its_results_hold_through_any_writer(tmp_path):
+    # What a hook's results hold for an op with images is what every writer takes.
+    class Hook(sh.SessionRunHook):
+        def __init__(self, writer: Any) -> None:
+            self.writer = writer
+
+        def before_run(self, run_context):
+            return sh.SessionRunArgs(image_and_text_op())
+
+        def after_run(self, run_context, run_values):
+            self.writer.add_summary(run_values.results, run_context.session.global_step)
+
+    file_writer = sh.FileWriter(str(tmp_path))
+    with sh.MonitoredSession(hooks=[Hook(file_writer)]) as session:
+        session.run(lambda: None)
+    file_writer.close()
+    assert [len(a) for a in read_images(str(tmp_path)).values()] == [1, 1]
 
 
 def served_image_tags(port: int, timeout: float = 30) -> dict[str, Any]:

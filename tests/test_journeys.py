@@ -33,6 +33,8 @@ from tests.readers import (
     wait_until_served,
 )
 
+pytestmark = pytest.mark.slow  # subprocesses, servers or several processes
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 JOURNEYS = os.path.join(HERE, "journeys")

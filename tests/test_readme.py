@@ -7,8 +7,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT, readme_blocks
 from tests.readers import ended_well, free_port
+
+pytestmark = pytest.mark.slow  # subprocesses, servers or several processes
 
 BIN = os.path.dirname(sys.executable)
 

@@ -22,6 +22,8 @@ from benchmarks.s3 import CountingProxy, S3Server, s3_environment
 from summary_hook.readback import summarize
 from tests.readers import scalar_values, tensorboard, wait_until_served
 
+pytestmark = pytest.mark.slow  # subprocesses, servers or several processes
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

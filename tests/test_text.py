@@ -94,3 +94,21 @@ def test_tensorboard_server_serves_the_text(tmp_path):
         served = get(port, "/data/plugin/text/text", run=".", tag="notes")
     assert [entry["step"] for entry in served] == [1, 2, 3]
     assert "<strong>bold</strong>" in served[0]["text"]  # rendered from Markdown
+
+
+def test_text_metadata_is_written_again_in_a_new_file_of_the_same_writer(tmp_path):
+    # A notebook cell that clears its log directory and runs the same hook again: the
+    # writer of that directory starts a new file, whose texts need their metadata again.
+    import shutil
+
+    logdir = str(tmp_path / "run")
+    op = sh.text("notes", lambda: "again", collections=[])
+    for _ in range(2):
+        shutil.rmtree(logdir, ignore_errors=True)
+        hook = sh.SummarySaverHook(save_steps=1, output_dir=logdir, summary_op=op)
+        with sh.MonitoredSession(hooks=[hook]) as session:
+            session.run(lambda: None)
+            session.run(lambda: None)
+    assert [step for step, _ in texts(logdir, "notes")] == [1, 2]
+    values = [v for e in all_events(logdir) for v in e.summary.value]
+    assert [v.tag for v in values if v.HasField("metadata")] == ["notes"]

@@ -8,7 +8,6 @@ several ops or hooks is called once per evaluation.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,14 +21,13 @@ from summary_hook._evaluation.errors import SummaryEvaluationError
 from summary_hook._evaluation.images import Pixels, image_tags
 from summary_hook._evaluation.plans import Plan, PlanCache, plan_for
 from summary_hook._evaluation.to_host import LocalFailure, to_host
-from summary_hook._events.png import encode_png
+from summary_hook._events.pending import DeferredSummary
 from summary_hook._ops.summary_ops import SummaryOp
 
 #: The metadata of TensorFlow v1's ``tf.summary.text``: the text plugin's, with no content.
 TEXT_METADATA = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="text"))
 
 __all__ = [
-    "DeferredSummary",
     "SummaryEvaluationError",
     "evaluate",
     "evaluate_with",
@@ -100,8 +98,9 @@ def evaluate(fetches: Any, output: Any = None) -> Any:
 def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None, resolve: bool = True) -> Any:
     """:func:`evaluate`, keeping the plans of several ops in a session's ``plans``.
 
-    With ``resolve=False`` an op with images gives a :class:`DeferredSummary`, whose PNG
-    encoding its writer does later (the hooks' path)."""
+    With ``resolve=False`` (the hooks' path) an op with images or texts gives a
+    ``DeferredSummary``, whose PNGs its writer encodes in its own thread, and whose texts'
+    metadata the writer keeps once per tag (see ``_events.pending``)."""
     ops = tuple(summary_ops_in(fetches))
     if not ops:
         return _rebuild(fetches, {})
@@ -112,8 +111,8 @@ def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None, resolve: b
     for op, indices, pick, template, values in zip(
         ops, plan.op_numbers, plan.op_pick, plan.templates, plan.template_values, strict=True
     ):
-        if op.has_images:
-            deferred = _with_images(op, [numbers[index] for index in indices])
+        if op.has_images or op.carries_metadata:
+            deferred = _deferred(op, [numbers[index] for index in indices])
             results[id(op)] = deferred if not resolve else deferred.resolve()
             continue
         summary = Summary()
@@ -142,31 +141,8 @@ def _fill(value: Summary.Value, number: Any) -> None:
         value.tensor.CopyFrom(number)
 
 
-class DeferredSummary:
-    """The ``Summary`` of an op with images, whose PNG encoding is left for later:
-    :meth:`resolve` encodes them and returns the ``Summary``. A hook's writer does that
-    off the training thread (``FileWriter.add_summary_later``); :func:`evaluate`
-    resolves before it returns.
-    """
-
-    __slots__ = ("_images", "_lock", "_summary")
-
-    def __init__(self, summary: Summary, images: list[tuple[Summary.Value, np.ndarray]]) -> None:
-        self._summary = summary
-        self._images = images
-        self._lock = threading.Lock()  # the writer's thread and a checkpoint may both ask
-
-    def resolve(self) -> Summary:
-        """Encode the images (once) and return the complete ``Summary``."""
-        with self._lock:
-            for value, pixels in self._images:
-                value.image.encoded_image_string = encode_png(pixels)
-            self._images = []
-        return self._summary
-
-
-def _with_images(op: SummaryOp, numbers: list[Any]) -> DeferredSummary:
-    """An op's summary with its images' values in place, their PNGs not yet encoded."""
+def _deferred(op: SummaryOp, numbers: list[Any]) -> DeferredSummary:
+    """An op's summary with every value in place, its images' PNGs not yet encoded."""
     summary = Summary()
     images: list[tuple[Summary.Value, np.ndarray]] = []
     for leaf, number in zip(op.leaves, numbers, strict=True):
@@ -180,7 +156,7 @@ def _with_images(op: SummaryOp, numbers: list[Any]) -> DeferredSummary:
                 images.append((value, pixels))
         else:
             _fill(summary.value.add(tag=leaf.tag), number)
-    return DeferredSummary(summary, images)
+    return DeferredSummary(summary, images, op.carries_metadata)
 
 
 def _numbers(plan: Plan, output: Any) -> list[Any]:

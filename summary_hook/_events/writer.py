@@ -13,18 +13,19 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from summary_hook._events.event_file import EventFileWriter, flush_all_writers
+from summary_hook._events.pending import DeferredSummary, complete
 from summary_hook._events.records import summary_event
 
 __all__ = [
     "DiscardWriter",
     "FileWriter",
+    "HookWriter",
     "SummaryWriterLike",
     "as_summary_writer",
     "flush_after_failure",
@@ -35,9 +36,27 @@ __all__ = [
 
 @runtime_checkable
 class SummaryWriterLike(Protocol):
-    """What a hook needs from a writer: TensorFlow's ``FileWriter`` methods."""
+    """A writer of one's own that a hook can use: TensorFlow's ``FileWriter`` methods."""
 
     def add_summary(self, summary: Summary | bytes, global_step: int | None = None) -> None: ...
+
+    def add_session_log(self, session_log: SessionLog, global_step: int | None = None) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class HookWriter(Protocol):
+    """What a hook writes through: every writer a hook holds, as :func:`as_summary_writer`
+    makes it. ``add_evaluated_summary`` takes what evaluation gave for an op (a
+    ``Summary``, or a ``DeferredSummary`` for an op with images or texts) as it is."""
+
+    def add_summary(
+        self, summary: Summary | bytes | DeferredSummary, global_step: int | None = None
+    ) -> None: ...
+
+    def add_evaluated_summary(
+        self, summary: Summary | DeferredSummary, global_step: int | None = None
+    ) -> None: ...
 
     def add_session_log(self, session_log: SessionLog, global_step: int | None = None) -> None: ...
 
@@ -103,52 +122,54 @@ class FileWriter:
         events = self._events
         return None if events is None else events.path
 
-    def add_summary(self, summary: Summary | bytes, global_step: int | None = None) -> None:
-        """Write ``summary`` (a ``Summary`` or its serialized bytes) at ``global_step``.
+    def add_summary(
+        self, summary: Summary | bytes | DeferredSummary, global_step: int | None = None
+    ) -> None:
+        """Write ``summary`` (a ``Summary``, its serialized bytes, or what a hook's
+        results hold for an op with images) at ``global_step``.
 
-        As in TensorFlow, only the first value of each tag keeps its ``metadata``; the
-        caller's summary is not changed.
+        As in TensorFlow, only the first value of each tag in the file keeps its
+        ``metadata``; the caller's summary is not changed.
 
         Raises:
-            TypeError: If ``summary`` is neither a ``Summary`` nor bytes.
+            TypeError: If ``summary`` is none of these.
             RuntimeError: If the writer is closed.
         """
         if isinstance(summary, bytes):
             summary = Summary.FromString(summary)
+        elif isinstance(summary, DeferredSummary):
+            summary = summary.resolve()
         elif not isinstance(summary, Summary):
             raise TypeError(f"summary must be a Summary proto or bytes, got {type(summary)!r}")
         self._add_summary(self._strip_repeated_metadata(summary), global_step)
 
-    def add_evaluated_summary(self, summary: Summary, global_step: int | None = None) -> None:
-        """Write a ``Summary`` that :func:`~summary_hook.evaluate` made, at ``global_step``.
-
-        Such a summary carries no ``metadata``, so TensorFlow's first-occurrence rule,
-        which :meth:`add_summary` checks value by value, cannot change it and is skipped:
-        for 100 scalars the check takes longer than writing them.
-
-        Raises:
-            RuntimeError: If the writer is closed.
-        """
-        self._add_summary(summary, global_step)
-
-    def add_summary_later(
-        self, build: Callable[[], Summary], global_step: int | None = None
+    def add_evaluated_summary(
+        self, summary: Summary | DeferredSummary, global_step: int | None = None
     ) -> None:
-        """Write the ``Summary`` that ``build()`` returns, calling it in the writer's thread.
+        """Write what evaluating an op gave (see ``HookWriter``) at ``global_step``.
 
-        The event keeps its place and its wall time (now) among the events around it.
-        An image summary's PNG encoding happens there, off the training thread (the
-        hooks pass ``DeferredSummary.resolve``).
+        A ``Summary`` from evaluation carries no ``metadata``, so TensorFlow's
+        first-occurrence rule, which :meth:`add_summary` checks value by value, is
+        skipped: for 100 scalars the check takes longer than writing them. A
+        ``DeferredSummary``'s images are encoded in the writer's thread; its event keeps
+        its place and its wall time (now) among the events around it. One with texts
+        goes through :meth:`add_summary`, now, so that their metadata follows the rule.
 
         Raises:
             RuntimeError: If the writer is closed.
         """
-        wall_time = time.time()
+        if not isinstance(summary, DeferredSummary):
+            self._add_summary(summary, global_step)
+        elif summary.has_metadata or not summary.has_images:
+            self.add_summary(summary.resolve(), global_step)
+        else:
+            wall_time = time.time()
+            resolve = summary.resolve
 
-        def serialized() -> bytes:
-            return summary_event(wall_time, global_step, build().SerializeToString())
+            def serialized() -> bytes:  # in the writer's thread
+                return summary_event(wall_time, global_step, resolve().SerializeToString())
 
-        self._live().add_later(serialized)
+            self._live().add_later(serialized)
 
     def add_session_log(self, session_log: SessionLog, global_step: int | None = None) -> None:
         """Write ``session_log`` (for example ``SessionLog(status=SessionLog.START)``).
@@ -195,6 +216,9 @@ class FileWriter:
 
     def _open(self) -> None:
         events = self._events = EventFileWriter(self._logdir, *self._options)
+        # TensorFlow's first-occurrence rule is a file's: a new file gets every tag's
+        # metadata again, or its readers could not tell a text from a tensor.
+        self._seen_tags = set()
         # A writer nobody can reach any more is closed: its file completed, its thread
         # ended. Without waiting, since the collector may run in any thread.
         self._closer = weakref.finalize(self, events.close_soon, orphaned=True)
@@ -246,6 +270,9 @@ class DiscardWriter:
     def add_summary(self, summary: Any, global_step: int | None = None) -> None:
         pass
 
+    def add_evaluated_summary(self, summary: Any, global_step: int | None = None) -> None:
+        pass
+
     def add_session_log(self, session_log: Any, global_step: int | None = None) -> None:
         pass
 
@@ -261,10 +288,17 @@ class _ForeignWriter:
         self._event_type = event_type  # None: TensorBoard's own Event class
         _foreign_writers.add(self)
 
-    def add_summary(self, summary: Summary | bytes, global_step: int | None = None) -> None:
+    def add_summary(
+        self, summary: Summary | bytes | DeferredSummary, global_step: int | None = None
+    ) -> None:
         if isinstance(summary, bytes):
             summary = Summary.FromString(summary)
-        self._add(Event(summary=summary), global_step)
+        self._add(Event(summary=complete(summary)), global_step)
+
+    def add_evaluated_summary(
+        self, summary: Summary | DeferredSummary, global_step: int | None = None
+    ) -> None:
+        self.add_summary(summary, global_step)
 
     def add_session_log(self, session_log: SessionLog, global_step: int | None = None) -> None:
         self._add(Event(session_log=session_log), global_step)
@@ -289,16 +323,54 @@ class _ForeignWriter:
         return f"_ForeignWriter({self._writer!r})"
 
 
-def as_summary_writer(writer: object) -> SummaryWriterLike:
-    """Return ``writer`` as something a hook can write to.
+class _OwnWriter:
+    """Adapts a writer of the user's own (``SummaryWriterLike``): what evaluation gives
+    reaches it as a complete ``Summary``."""
 
-    Accepts a :class:`FileWriter`, a ``torch.utils.tensorboard.SummaryWriter``, a
-    ``tensorboardX.SummaryWriter``, or any object with TensorFlow's ``add_summary``,
-    ``add_session_log`` and ``flush`` methods.
+    def __init__(self, writer: SummaryWriterLike) -> None:
+        self.writer = writer
+
+    def add_summary(
+        self, summary: Summary | bytes | DeferredSummary, global_step: int | None = None
+    ) -> None:
+        self.writer.add_summary(
+            summary if isinstance(summary, bytes) else complete(summary), global_step
+        )
+
+    def add_evaluated_summary(
+        self, summary: Summary | DeferredSummary, global_step: int | None = None
+    ) -> None:
+        self.writer.add_summary(complete(summary), global_step)
+
+    def add_session_log(self, session_log: SessionLog, global_step: int | None = None) -> None:
+        self.writer.add_session_log(session_log, global_step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def get_logdir(self) -> str | None:
+        """The directory of the wrapped writer, when it says."""
+        return writer_logdir(self.writer)
+
+    def __bool__(self) -> bool:
+        return bool(self.writer)
+
+    def __repr__(self) -> str:
+        return f"_OwnWriter({self.writer!r})"
+
+
+def as_summary_writer(writer: object) -> HookWriter:
+    """Return ``writer`` as a hook writes through it (a :class:`HookWriter`).
+
+    Accepts a :class:`FileWriter` (returned as it is), a
+    ``torch.utils.tensorboard.SummaryWriter``, a ``tensorboardX.SummaryWriter``, or any
+    object with TensorFlow's ``add_summary``, ``add_session_log`` and ``flush`` methods.
 
     Raises:
         TypeError: For anything else, naming the type received.
     """
+    if isinstance(writer, (FileWriter, DiscardWriter, _ForeignWriter, _OwnWriter)):
+        return writer
     # A writer of either library means its module is imported: look, never import.
     torch_tensorboard = sys.modules.get("torch.utils.tensorboard")
     if torch_tensorboard is not None and isinstance(writer, torch_tensorboard.SummaryWriter):
@@ -309,7 +381,7 @@ def as_summary_writer(writer: object) -> SummaryWriterLike:
 
         return _ForeignWriter(writer, tbx_event_pb2.Event)
     if isinstance(writer, SummaryWriterLike):
-        return writer
+        return _OwnWriter(writer)
     raise TypeError(
         "summary_writer must be a summary_hook.FileWriter, a torch.utils.tensorboard or "
         "tensorboardX SummaryWriter, or have add_summary, add_session_log and flush methods; "

@@ -36,11 +36,10 @@ import lightning.pytorch as pl
 from tensorboard.compat.proto.summary_pb2 import Summary
 from typing_extensions import override
 
-from summary_hook._evaluation.evaluate import DeferredSummary
 from summary_hook._evaluation.plans import PlanCache
 from summary_hook._events.writer import (
     DiscardWriter,
-    SummaryWriterLike,
+    HookWriter,
     flush_after_failure,
     writer_logdir,
 )
@@ -300,7 +299,7 @@ class SummarySaver(HookCallback):
             self._mark_restart(hook.summary_writer, trainer.global_step)
         super().on_train_start(trainer, pl_module)
 
-    def _mark_restart(self, writer: SummaryWriterLike, step: int) -> None:
+    def _mark_restart(self, writer: HookWriter, step: int) -> None:
         # Lightning logs a batch's metrics at the step before its optimizer step, so the
         # interrupted run's first point past the checkpoint is at ``step`` itself: the
         # restart is marked there, not at step + 1 as the hook would, and the summaries
@@ -328,10 +327,7 @@ class SummarySaver(HookCallback):
             step, summaries = last
             if step == self._session.global_step:
                 state["step"] = step
-                state["summaries"] = [
-                    (s.resolve() if isinstance(s, DeferredSummary) else s).SerializeToString()
-                    for s in summaries
-                ]
+                state["summaries"] = [summary.SerializeToString() for summary in summaries]
         return state
 
     @override
@@ -341,7 +337,7 @@ class SummarySaver(HookCallback):
         step, summaries = state_dict.get("step"), state_dict.get("summaries")
         self._resumed = (step, summaries) if isinstance(step, int) and summaries else None
 
-    def _rank_writer(self, trainer: pl.Trainer) -> SummaryWriterLike:
+    def _rank_writer(self, trainer: pl.Trainer) -> HookWriter:
         """The writer of this rank: rank zero's destination, a discarding one elsewhere."""
         if not trainer.is_global_zero:
             return DiscardWriter()

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from summary_hook._events.writer import FileWriter, SummaryWriterLike, as_summary_writer
+from summary_hook._events.writer import FileWriter, HookWriter, as_summary_writer
 
 __all__ = ["RunWriter", "close_run", "run_writer"]
 
@@ -39,7 +39,7 @@ class RunWriter:
     """The directory of a run and the writer its savers share."""
 
     log_dir: str
-    writer: SummaryWriterLike
+    writer: HookWriter
     owned: FileWriter | None  # opened by this package for the run: closed at teardown
 
 

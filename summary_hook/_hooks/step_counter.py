@@ -9,7 +9,7 @@ from typing import Any
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from summary_hook._evaluation import distributed
-from summary_hook._events.writer import DiscardWriter, SummaryWriterLike, as_summary_writer
+from summary_hook._events.writer import DiscardWriter, HookWriter, as_summary_writer
 from summary_hook._events.writer_cache import SummaryWriterCache
 from summary_hook._hooks.protocol import (
     SessionRunArgs,
@@ -17,7 +17,7 @@ from summary_hook._hooks.protocol import (
     SessionRunHook,
     SessionRunValues,
 )
-from summary_hook._hooks.timer import SecondOrStepTimer
+from summary_hook._hooks.timer import SecondOrStepTimer, checked_seconds, checked_steps
 
 __all__ = ["StepCounterHook"]
 
@@ -43,8 +43,9 @@ class StepCounterHook(SessionRunHook):
 
     Raises:
         ValueError: Unless exactly one of ``every_n_steps`` and ``every_n_secs`` is given
-            (TensorFlow's message), or if ``output_dir`` is empty.
-        TypeError: If a period is not a number.
+            (TensorFlow's message), if a period is not positive (or the seconds not
+            finite), or if ``output_dir`` is empty.
+        TypeError: If a period is not a number (or the steps not an integer).
 
     Example:
         >>> import tempfile, summary_hook as sh
@@ -60,13 +61,17 @@ class StepCounterHook(SessionRunHook):
     ) -> None:
         if (every_n_steps is None) == (every_n_secs is None):
             raise ValueError("exactly one of every_n_steps and every_n_secs should be provided.")
+        if every_n_steps is not None:
+            every_n_steps = checked_steps("every_n_steps", every_n_steps)
+        if every_n_secs is not None:
+            every_n_secs = checked_seconds("every_n_secs", every_n_secs)
         self._timer = SecondOrStepTimer(every_steps=every_n_steps, every_secs=every_n_secs)
         if output_dir is not None and (
             not isinstance(output_dir, (str, os.PathLike)) or not os.fspath(output_dir)
         ):
             raise ValueError(f"output_dir must be a non-empty path, got {output_dir!r}")
         self._output_dir = None if output_dir is None else os.fspath(output_dir)
-        self._summary_writer: SummaryWriterLike | None = (
+        self._summary_writer: HookWriter | None = (
             None if summary_writer is None else as_summary_writer(summary_writer)
         )
         self._last_global_step: int | None = None

@@ -7,13 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tensorboard.compat.proto.summary_pb2 import Summary
+
 from summary_hook._evaluation import distributed as _distributed
-from summary_hook._events.writer import (
-    DiscardWriter,
-    FileWriter,
-    SummaryWriterLike,
-    as_summary_writer,
-)
+from summary_hook._events.pending import DeferredSummary, complete
+from summary_hook._events.writer import DiscardWriter, HookWriter, as_summary_writer
 from summary_hook._events.writer_cache import SummaryWriterCache
 from summary_hook._hooks.protocol import (
     Session,
@@ -24,7 +22,12 @@ from summary_hook._hooks.protocol import (
 )
 from summary_hook._hooks.restarts import RestartLedger, ledger_for, mark_restart
 from summary_hook._hooks.schedule import AgreedSecondsTimer
-from summary_hook._hooks.timer import SecondOrStepTimer, _HookTimer
+from summary_hook._hooks.timer import (
+    SecondOrStepTimer,
+    _HookTimer,
+    checked_seconds,
+    checked_steps,
+)
 from summary_hook._ops.scaffold import Scaffold
 from summary_hook._ops.summary_ops import SummaryOp
 
@@ -43,7 +46,7 @@ class SaverOptions:
     save_steps: int | None = None
     save_secs: float | None = None
     output_dir: str | None = None
-    summary_writer: SummaryWriterLike | None = None
+    summary_writer: HookWriter | None = None
     scaffold: Scaffold | None = None
     summary_op: SummaryOp | Sequence[SummaryOp] | None = None
 
@@ -65,12 +68,19 @@ class SaverOptions:
             ValueError: If both or neither of ``scaffold`` and ``summary_op`` is given
                 (neither is allowed when not ``complete``); if both or neither of
                 ``save_steps`` and ``save_secs``; if ``output_dir`` is empty; if
-                ``complete`` and neither ``output_dir`` nor ``summary_writer`` is given.
+                ``complete`` and neither ``output_dir`` nor ``summary_writer`` is given;
+                if ``save_steps`` is not a positive integer or ``save_secs`` not a
+                positive, finite number.
             TypeError: If an argument has the wrong type.
         """
         if complete or scaffold is not None or summary_op is not None:
             _check_summary_source(scaffold, summary_op)
-        SecondOrStepTimer(every_secs=save_secs, every_steps=save_steps)  # its checks
+        if (save_steps is None) == (save_secs is None):  # TensorFlow's messages, from its timer
+            SecondOrStepTimer(every_secs=save_secs, every_steps=save_steps)
+        if save_steps is not None:
+            save_steps = checked_steps("save_steps", save_steps)
+        if save_secs is not None:
+            save_secs = checked_seconds("save_secs", save_secs)
         if complete and output_dir is None and summary_writer is None:
             raise ValueError(
                 "SummarySaverHook needs output_dir or summary_writer; with neither it "
@@ -95,7 +105,10 @@ def _check_summary_source(
 ) -> None:
     """TensorFlow's first check: exactly one of ``scaffold`` and ``summary_op``."""
     if (scaffold is None) == (summary_op is None):
-        raise ValueError("Exactly one of scaffold or summary_op must be provided.")
+        raise ValueError(
+            "Exactly one of scaffold or summary_op must be provided. "
+            "(scaffold=summary_hook.Scaffold() saves every op of the default collection.)"
+        )
     if scaffold is not None and not isinstance(scaffold, Scaffold):
         raise TypeError(f"scaffold must be a summary_hook.Scaffold, got {scaffold!r}")
     if summary_op is not None:
@@ -136,16 +149,18 @@ class SummarySaverHook(SessionRunHook):
             ``torch.utils.tensorboard`` or ``tensorboardX`` ``SummaryWriter``, or an
             object with ``add_summary``, ``add_session_log`` and ``flush``).
         scaffold: A :class:`Scaffold` whose ``summary_op`` is used.
-        summary_op: A summary op or a list of them.
+        summary_op: A summary op or a list of them. With neither this nor
+            ``scaffold``, pass ``scaffold=Scaffold()`` to save every registered op.
         timer: Decides when a step is due, in place of
             ``SecondOrStepTimer(save_secs, save_steps)`` (whose checks still apply).
 
     Raises:
         ValueError: If both or neither of ``scaffold`` and ``summary_op`` is given, if
             both or neither of ``save_steps`` and ``save_secs`` is given (checked in
-            that order, with TensorFlow's messages), or if neither ``output_dir`` nor
-            ``summary_writer`` is given.
-        TypeError: If an argument has the wrong type.
+            that order, with TensorFlow's messages), if ``save_steps`` is not positive
+            or ``save_secs`` not positive and finite (TensorFlow accepts both), or if
+            neither ``output_dir`` nor ``summary_writer`` is given.
+        TypeError: If an argument has the wrong type (``save_steps`` not an integer).
 
     Example:
         >>> import tempfile, summary_hook as sh
@@ -173,9 +188,11 @@ class SummarySaverHook(SessionRunHook):
             scaffold=scaffold,
             summary_op=summary_op,
         )
-        self._timer = timer or SecondOrStepTimer(every_secs=save_secs, every_steps=save_steps)
-        self._save_secs = save_secs
-        self._agree_on_seconds = timer is None and save_secs is not None
+        self._timer = timer or SecondOrStepTimer(
+            every_secs=options.save_secs, every_steps=options.save_steps
+        )
+        self._save_secs = options.save_secs
+        self._agree_on_seconds = timer is None and options.save_secs is not None
         self._summary_op = options.summary_op
         self._scaffold = options.scaffold
         self._output_dir = options.output_dir
@@ -184,12 +201,11 @@ class SummarySaverHook(SessionRunHook):
         self._stale_step = 0
         self._request_summary = False
         self._ledger = RestartLedger()
-        # (An op with images gives a DeferredSummary: see ``evaluate``.)
-        self._last_saved: tuple[int, tuple[Any, ...]] | None = None
-        self._requested: list[SummaryOp] = []  # the ops asked for at the last due step
+        # What the latest due step wrote, as evaluation gave it (see ``_events.pending``).
+        self._last_saved: tuple[int, tuple[Summary | DeferredSummary, ...]] | None = None
 
     @property
-    def summary_writer(self) -> SummaryWriterLike | None:
+    def summary_writer(self) -> HookWriter | None:
         """The writer in use: None before :meth:`begin` when only ``output_dir`` was given."""
         return self._summary_writer
 
@@ -223,7 +239,6 @@ class SummarySaverHook(SessionRunHook):
         if request:
             summary_op = self._get_summary_op()
             if summary_op is not None:
-                self._requested = summary_op
                 return SessionRunArgs({"summary": summary_op})
         return None
 
@@ -247,28 +262,22 @@ class SummarySaverHook(SessionRunHook):
             results = run_values.results
             if results is not None and "summary" in results:
                 summaries = results["summary"]
-                file_writer = writer if isinstance(writer, FileWriter) else None
-                for op, summary in zip(self._requested, summaries, strict=True):
-                    if file_writer is None or op.carries_metadata:
-                        # TensorFlow's rule (a tag's metadata is written once), or a writer
-                        # of another library: a complete Summary, now.
-                        complete = summary.resolve() if op.has_images else summary
-                        writer.add_summary(complete, global_step)
-                    elif op.has_images:  # PNG encoding in the writer's thread
-                        file_writer.add_summary_later(summary.resolve, global_step)
-                    else:
-                        file_writer.add_evaluated_summary(summary, global_step)
+                for summary in summaries:
+                    writer.add_evaluated_summary(summary, global_step)
                 self._last_saved = (global_step, tuple(summaries))
         self._next_step = global_step + 1
 
     @property
-    def last_saved(self) -> tuple[int, tuple[Any, ...]] | None:
+    def last_saved(self) -> tuple[int, tuple[Summary, ...]] | None:
         """The step and the summaries of the latest due step, or None before the first.
 
         A checkpoint taken at that step keeps them, so that a resumed run can write
         them again after its ``SessionLog.START`` (see ``SummarySaver``).
         """
-        return self._last_saved
+        if self._last_saved is None:
+            return None
+        step, summaries = self._last_saved
+        return step, tuple(complete(summary) for summary in summaries)
 
     def end(self, session: Session) -> None:
         """Flush the writer; it stays open for others that share it."""

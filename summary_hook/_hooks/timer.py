@@ -7,9 +7,52 @@ belongs to one hook.
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 
-__all__ = ["NeverTriggerTimer", "SecondOrStepTimer"]
+__all__ = ["NeverTriggerTimer", "SecondOrStepTimer", "checked_seconds", "checked_steps"]
+
+
+def checked_steps(name: str, value: object) -> int:
+    """A hook's period in steps: a positive integer (numpy's included), as an ``int``.
+
+    TensorFlow accepts any value here (0, negatives, floats); a hook of this package
+    rejects them, naming the argument the user passed.
+
+    Raises:
+        TypeError: If ``value`` is not an integer.
+        ValueError: If it is not positive.
+
+    Example:
+        >>> checked_steps("save_steps", 10)
+        10
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    steps = int(value)
+    if steps < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return steps
+
+
+def checked_seconds(name: str, value: object) -> float:
+    """A hook's period in seconds: a positive, finite real number, as a ``float``.
+
+    Raises:
+        TypeError: If ``value`` is not a real number.
+        ValueError: If it is not positive and finite (0, negative, NaN, infinity).
+
+    Example:
+        >>> checked_seconds("save_secs", 30)
+        30.0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number of seconds, got {value!r}")
+    seconds = float(value)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
+    return seconds
 
 
 class _HookTimer:
@@ -38,7 +81,8 @@ class SecondOrStepTimer(_HookTimer):
     The first call always triggers, a step never triggers twice, and a later step
     triggers when ``step >= last_step + every_steps`` or
     ``time.time() >= last_time + every_secs``. As in TensorFlow, zero, negative and
-    float periods are accepted (``every_steps=0`` triggers on every new step).
+    float periods are accepted (``every_steps=0`` triggers on every new step); the hooks
+    of this package accept positive periods only (:func:`checked_steps`).
 
     Args:
         every_secs: Period in seconds.
@@ -68,7 +112,7 @@ class SecondOrStepTimer(_HookTimer):
             raise ValueError("Can not provide both every_secs and every_steps.")
         for name, value in (("every_secs", every_secs), ("every_steps", every_steps)):
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, (int, float))
+                isinstance(value, bool) or not isinstance(value, numbers.Real)
             ):
                 raise TypeError(f"{name} must be a number, got {value!r}")
         super().__init__()
