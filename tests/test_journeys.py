@@ -18,10 +18,11 @@ import time
 from collections import Counter
 
 import nbformat
+import numpy as np
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import readme_blocks
+from tests.conftest import accumulator, readme_blocks
 from tests.readers import (
     assert_readers_show,
     ended_well,
@@ -97,6 +98,33 @@ def test_readme_plain_loop_examples(tmp_path, marker, run_dir, expected):
     disk = on_disk(str(tmp_path / run_dir))
     assert Counter(tag for tag, _ in disk.elements()) == expected
     assert_readers_show(str(tmp_path / run_dir), disk)
+
+
+def test_readme_accumulation_example_matches_lightnings_accumulate_grad_batches(tmp_path):
+    plain, lightning = tmp_path / "plain", tmp_path / "lightning"
+    plain.mkdir()
+    run(["-c", readme_python("lambda: optimizer_steps")], cwd=str(plain))
+    script = os.path.join(JOURNEYS, "accumulation_lightning.py")
+    run([script, str(lightning)], cwd=str(tmp_path))
+    shown = {}
+    for name, run_dir in (
+        ("plain", str(plain / "runs" / "accumulate")),
+        ("lightning", str(lightning)),
+    ):
+        disk = on_disk(run_dir)
+        assert steps(disk, "train/loss") == steps(disk, "gradients/weight") == [1, 3, 5, 7, 9]
+        assert_readers_show(run_dir, disk)
+        acc = accumulator(run_dir)
+        shown[name] = (
+            [e.value for e in acc.Scalars("train/loss")],
+            [
+                (h.histogram_value.sum, h.histogram_value.sum_squares)
+                for h in acc.Histograms("gradients/weight")
+            ],
+        )
+    # The same window's gradients and the same last micro-batch's loss, step by step.
+    assert np.allclose(shown["plain"][0], shown["lightning"][0], rtol=1e-6)
+    assert np.allclose(shown["plain"][1], shown["lightning"][1], rtol=1e-5)
 
 
 LOGGER_SETUPS = {

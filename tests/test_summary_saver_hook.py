@@ -190,16 +190,38 @@ def test_end_flushes_but_does_not_close_the_shared_writer(tmp_path):
 
 
 def test_stuck_global_step_never_triggers_again_with_save_steps(tmp_path):
-    # TensorFlow's edge case: the predicted step stays at s + 2 < last + save_steps.
+    # TensorFlow's edge case, with the hook driven by hand as TensorFlow's session drives
+    # it: the predicted step stays at s + 2 < last + save_steps.
+    counter = Counter()
+    hook = sh.SummarySaverHook(
+        save_steps=5, output_dir=str(tmp_path), summary_op=sh.scalar("x", counter)
+    )
+    session = sh.StepSession(lambda: 7)
+    hook.begin()
+    for _ in range(20):
+        context = sh.SessionRunContext(sh.SessionRunArgs(None), session)
+        args = hook.before_run(context)
+        hook.after_run(context, sh.SessionRunValues(sh.evaluate(args.fetches) if args else None))
+    hook.end(session)
+    assert counter.calls == 1
+    assert summaries_by_step(str(tmp_path)) == {7: {"x": 1.0}}
+
+
+def test_a_callable_step_that_never_moves_evaluates_and_writes_nothing(tmp_path):
+    # Under MonitoredSession every such run is a micro-batch of a step that never ends.
     counter = Counter()
     hook = sh.SummarySaverHook(
         save_steps=5, output_dir=str(tmp_path), summary_op=sh.scalar("x", counter)
     )
     with sh.MonitoredSession(hooks=[hook], global_step=lambda: 7) as sess:
-        for _ in range(20):
+        for _ in range(999):
             sess.run(lambda: None)
-    assert counter.calls == 1
-    assert summaries_by_step(str(tmp_path)) == {7: {"x": 1.0}}
+        with pytest.warns(
+            UserWarning, match=r"global_step has not moved in 1000 runs \(it reads 7\)"
+        ):
+            sess.run(lambda: None)
+    assert counter.calls == 0
+    assert summaries_by_step(str(tmp_path)) == {}
 
 
 def test_step_increments_of_two_trigger_late_like_tensorflow(tmp_path):
@@ -238,23 +260,28 @@ def test_scaffold_not_finalized_by_the_session_is_resolved_at_the_first_run(tmp_
     assert summaries_by_step(str(tmp_path)) == {1: {"x": 1.0}}
 
 
-def test_a_step_that_does_not_move_is_never_written_twice(tmp_path):
+def test_a_run_that_does_not_move_a_callable_step_is_a_micro_batch(tmp_path):
     # global_step=lambda: optimizer_steps under accumulation over two batches: every
-    # other run leaves the step where it was, after the step it predicted was due.
+    # other run leaves the step where it was; the run that moves it completes the step.
     state = {"runs": 0, "optimizer_steps": 0}
 
     def train():
         state["runs"] += 1
         state["optimizer_steps"] += state["runs"] % 2 == 0
+        return state["runs"]
 
     hook = sh.SummarySaverHook(
-        save_steps=1, output_dir=str(tmp_path), summary_op=sh.scalar("x", lambda: 1.0)
+        save_steps=1, output_dir=str(tmp_path), summary_op=sh.scalar("run", lambda out: out)
     )
     with sh.MonitoredSession(hooks=[hook], global_step=lambda: state["optimizer_steps"]) as sess:
         for _ in range(8):
             sess.run(train)
-    steps = [e.step for e in all_events(str(tmp_path)) if e.HasField("summary")]
-    assert steps == [0, 1, 2, 3, 4]
+    assert summaries_by_step(str(tmp_path)) == {
+        1: {"run": 2.0},
+        2: {"run": 4.0},
+        3: {"run": 6.0},
+        4: {"run": 8.0},
+    }
 
 
 def session_of_two_hooks(logdir: str, first_step: int, last_step: int, tag: str) -> None:

@@ -5,6 +5,7 @@ Not thread-safe: one session belongs to one training loop.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -18,6 +19,14 @@ from summary_hook._ops.scaffold import Scaffold
 __all__ = ["MonitoredSession", "StepSession"]
 
 T = TypeVar("T")
+
+#: Runs in a row that leave a callable step where it was before the session says so.
+_STUCK_RUNS = 1000
+_STUCK_MESSAGE = (
+    "global_step has not moved in {runs} runs (it reads {step}): each run that leaves a "
+    "callable global_step where it was is a micro-batch of the next step, so nothing is "
+    "evaluated or written until it moves. Pass a callable that counts optimizer steps."
+)
 
 
 class StepSession:
@@ -54,6 +63,11 @@ class StepSession:
         """The current global step: counted by :meth:`advance`, or read from the callable."""
         return self._step if self._read is None else int(self._read())
 
+    @property
+    def reads_step(self) -> bool:
+        """Whether the step is read from a callable, so a run may leave it where it was."""
+        return self._read is not None
+
     def advance(self) -> None:
         """Count one step; a step read from a callable moves by itself."""
         if self._read is None:
@@ -69,6 +83,14 @@ class MonitoredSession:
     ``after_run``. Leaving the ``with`` block normally, or through ``StopIteration``
     (which is suppressed), calls ``end()`` on each hook. Any other exception skips
     ``end()``, as in TensorFlow, but every event writer is still flushed first.
+
+    With ``global_step`` a callable (one that counts optimizer steps, under gradient
+    accumulation), a run that leaves the step where it was is a micro-batch, not a
+    step: nothing is evaluated and no ``after_run`` is called for it. The run that
+    moves the step completes it: the ops that were due are evaluated then, with that
+    run's output and the whole window's gradients, as Lightning does under
+    ``accumulate_grad_batches``. A callable step that stays where it is for 1,000 runs
+    in a row gets a ``UserWarning``.
 
     Args:
         hooks: Hooks, called in this order.
@@ -101,6 +123,7 @@ class MonitoredSession:
         self._indexed_hooks = list(enumerate(self._hooks))
         self._should_stop = False
         self._closed = False
+        self._micro_batches = 0  # runs since a callable step last moved
         self._last_fn: Callable[..., Any] | None = None
         self._last_args = SessionRunArgs(None)
         self._plans = PlanCache()
@@ -122,6 +145,9 @@ class MonitoredSession:
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one training step ``fn(*args, **kwargs)`` with the hooks around it.
 
+        A run that leaves a callable ``global_step`` where it was calls no
+        ``after_run`` (see the class).
+
         Returns:
             What ``fn`` returned.
 
@@ -135,10 +161,18 @@ class MonitoredSession:
             raise RuntimeError("Run called even after should_stop requested.")
         if fn is not self._last_fn:  # the step function rarely changes: reuse its args
             self._last_fn, self._last_args = fn, SessionRunArgs(fn)
-        context = SessionRunContext(self._last_args, self._session)
+        session = self._session
+        before = session.global_step if session.reads_step else None
+        context = SessionRunContext(self._last_args, session)
         requests = call_before_run(self._indexed_hooks, context)
         output = fn(*args, **kwargs)
-        self._session.advance()
+        session.advance()
+        if before is not None and session.global_step == before:
+            self._micro_batches += 1  # the run that moves the step completes it
+            if self._micro_batches == _STUCK_RUNS:
+                warnings.warn(_STUCK_MESSAGE.format(runs=_STUCK_RUNS, step=before), stacklevel=2)
+            return output
+        self._micro_batches = 0
         call_after_run(self._indexed_hooks, context, requests, output, self._plans)
         if context.stop_requested:
             self._should_stop = True
