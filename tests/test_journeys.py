@@ -20,6 +20,7 @@ from collections import Counter
 import nbformat
 import numpy as np
 import pytest
+import torch
 from nbclient import NotebookClient
 
 from tests.conftest import accumulator, readme_blocks
@@ -173,6 +174,74 @@ def test_resume_from_a_checkpoint_hides_the_crashed_runs_stale_points(tmp_path, 
         want = [(s, 1.0 if s <= last_of_crash else 2.0) for s in all_steps]
         for reader, shown in scalar_values(run_dir, tag).items():
             assert shown == want, f"{reader}, {tag}"
+
+
+def test_resume_with_another_save_steps_continues_the_crashed_runs_directory(tmp_path):
+    root, script = str(tmp_path), os.path.join(JOURNEYS, "resume_run.py")
+    run([script, root, "none", "crash", "2"], cwd=root, returncode=1)
+    result = subprocess.run(
+        [sys.executable, script, root, "none", "resume", "5"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Please add the following callbacks" not in result.stderr
+    assert os.listdir(os.path.join(root, "summaries")) == ["version_0"]
+    run_dir = os.path.join(root, "summaries", "version_0")
+    # The crash wrote 1, 3, ... 25 and checkpointed at 20; the resumed run 21, 26, 31, 36.
+    want = [(s, 1.0) for s in range(1, 20, 2)] + [(s, 2.0) for s in (21, 26, 31, 36)]
+    for reader, shown in scalar_values(run_dir, "summary/run").items():
+        assert shown == want, reader
+
+
+STRATEGIES = ["ddp", "ddp_spawn", "model_parallel", "fsdp"]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_each_documented_strategy_with_the_default_logger_writes_one_complete_run(
+    tmp_path, strategy
+):
+    if strategy == "fsdp" and torch.cuda.device_count() < 2:
+        pytest.skip(
+            "Lightning's FSDPStrategy runs on two CUDA GPUs only; FSDP2 on CPUs is model_parallel"
+        )
+    root = str(tmp_path)
+    run([os.path.join(JOURNEYS, "strategies.py"), root, strategy], cwd=root)
+    run_dir = os.path.join(root, "lightning_logs", "version_0")
+    assert os.listdir(os.path.join(root, "lightning_logs")) == ["version_0"]
+    assert len(event_files(run_dir)) == 1  # rank zero's logger file; rank one writes none
+    disk = on_disk(run_dir)
+    for tag in ("summary/loss", "summary/weight", "summary/grad"):
+        assert steps(disk, tag) == [1, 3, 5, 7], tag
+    assert steps(disk, "lightning/loss") == list(range(8))
+    assert_readers_show(run_dir, disk)
+
+
+def test_ddp_spawn_with_ops_registered_in_init_fails_at_fit_saying_what_to_do(tmp_path):
+    # The README's pattern registers lambdas in __init__, in the main process only.
+    root = str(tmp_path)
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(JOURNEYS, "lightning_run.py"),
+            root,
+            "default",
+            "1",
+            "ddp_spawn",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("TypeError: SummarySaver: a spawn-based strategy"), message
+    assert "('summary/loss', 'summary/weight')" in message
+    assert "register the ops in the LightningModule's setup() or configure_model()" in message
+    assert not os.path.exists(os.path.join(root, "lightning_logs", "version_0", "hparams.yaml"))
 
 
 def test_ddp_with_the_default_logger_writes_one_complete_run(tmp_path):

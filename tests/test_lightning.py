@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import glob
 import os
+import pickle
 import threading
 import time
 from unittest import mock
@@ -408,3 +410,69 @@ def test_a_writer_the_saver_opened_is_closed_when_the_fit_ends(tmp_path):
     trainer.fit(TinyModel(), make_loader())
     assert threading.active_count() <= threads  # its writer thread has ended
     assert summaries_by_step(saver.output_dir) == {1: {"x": 1.0}, 2: {"x": 2.0}}
+
+
+def constant_one() -> float:
+    """A summary function that can be pickled: module-level, no closure."""
+    return 1.0
+
+
+def test_a_pickled_saver_takes_the_default_collection_along():
+    # What a spawn-based strategy does: pickle the saver, unpickle it in a process whose
+    # collections are empty, and call setup there before the module's own.
+    sh.scalar("portable", constant_one)
+    saver = sh.SummarySaver(save_steps=1)
+    data = pickle.dumps(saver)
+    sh.clear_collection()
+    spawned = pickle.loads(data)
+    spawned.setup(None, None, "fit")
+    assert [op.tags for op in sh.get_collection()] == [("portable",)]
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_pickling_a_saver_whose_ops_cannot_cross_names_them_and_says_what_to_do(explicit):
+    op = sh.scalar("local", lambda: 1.0, collections=[] if explicit else None)
+    saver = sh.SummarySaver(save_steps=1, summary_op=op if explicit else None)
+    what = "the summary_op or scaffold given" if explicit else r"the summary ops .* \('local'\)"
+    with pytest.raises(
+        TypeError, match=rf"strategy='ddp_spawn'.*{what}.*in the LightningModule's setup\(\)"
+    ):
+        pickle.dumps(saver)
+
+
+def test_a_copied_saver_keeps_ops_that_cannot_be_pickled():
+    op = sh.scalar("local", lambda: 1.0, collections=[])
+    saver = sh.SummarySaver(save_steps=3, summary_op=op)
+    copied = copy.deepcopy(saver)
+    assert copied.state_key == saver.state_key and copied is not saver
+
+
+def test_fast_dev_run_evaluates_the_ops_and_writes_nothing(tmp_path):
+    counter = Counter()
+    sh.scalar("x", counter)
+    trainer = make_trainer(str(tmp_path), fast_dev_run=2, callbacks=[sh.SummarySaver(save_steps=1)])
+    trainer.fit(TinyModel(), make_loader())
+    assert counter.calls == 2
+    assert os.listdir(tmp_path) == []  # no summaries/ directory, no event file
+
+
+def test_a_saver_with_nothing_to_save_says_so(tmp_path):
+    trainer = make_trainer(str(tmp_path), max_steps=3, callbacks=[sh.SummarySaver(save_steps=1)])
+    with pytest.warns(
+        UserWarning, match="has no summary op to save.*in the LightningModule's __init__, setup"
+    ):
+        trainer.fit(TinyModel(), make_loader())
+
+
+def test_the_schedule_is_not_part_of_the_state_key():
+    # A run resumed with another schedule finds the state of the run it resumes.
+    assert sh.SummarySaver(save_steps=2).state_key == sh.SummarySaver(save_steps=5).state_key
+    assert sh.SummarySaver(save_secs=9).state_key == sh.SummarySaver(save_steps=5).state_key
+
+
+def test_two_savers_of_the_same_ops_and_directory_meet_lightnings_duplicate_check():
+    # Lightning's message sends the user to SummarySaver's docstring, which says what to do.
+    with pytest.raises(RuntimeError, match="consult the documentation of `SummarySaver`"):
+        L.Trainer(callbacks=[sh.SummarySaver(save_steps=1), sh.SummarySaver(save_steps=10)])
+    doc = " ".join(sh.SummarySaver.__doc__.split())
+    assert "one saver with both ops, or give each its own output_dir" in doc

@@ -141,12 +141,14 @@ def test_scaffold_defaults_to_merge_all_at_finalize(tmp_path):
     assert summaries_by_step(str(tmp_path)) == {1: {"late": 1.0}, 3: {"late": 2.0}}
 
 
-def test_scaffold_without_ops_writes_no_summaries(tmp_path):
+def test_scaffold_without_ops_says_so_once_and_writes_no_summaries(tmp_path):
     scaffold = sh.Scaffold()
     hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path), scaffold=scaffold)
     with sh.MonitoredSession(hooks=[hook], scaffold=scaffold, global_step=4) as sess:
-        sess.run(lambda: None)
-        sess.run(lambda: None)
+        with pytest.warns(UserWarning, match="has no summary op to save") as warned:
+            sess.run(lambda: None)
+            sess.run(lambda: None)
+    assert len(warned) == 1
     events = all_events(str(tmp_path))
     assert [(e.step, e.session_log.status) for e in events[1:]] == [(5, SessionLog.START)] * 2
 

@@ -10,6 +10,7 @@ vectors cross in the same copy. Values are checked here, each error naming its t
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -218,6 +219,15 @@ def _copy_to_host(flat: torch.Tensor) -> torch.Tensor:
     return host if host.dtype in _HOST_FLOATS else host.to(torch.float64)
 
 
+def _mapping_error(kind: str, tag: str, value: Mapping[Any, Any]) -> TypeError:
+    keys = ", ".join(repr(key) for key in list(value)[:5])
+    return TypeError(
+        f"{kind} {tag!r} got a dict (keys {keys}); return one of its values, such as "
+        "out['loss']: under Lightning, a one-argument function gets the batch's outputs, "
+        "what training_step returned as a dict with 'loss', even when it returned a tensor"
+    )
+
+
 _NONE_HINT = (
     "; a parameter's .grad is None until a backward pass reaches it (a frozen layer, "
     "a parameter outside the loss, or a step before the first backward)"
@@ -246,6 +256,8 @@ def _scalar_value(tag: str, value: Any) -> float | torch.Tensor:
         return float(value)
     if value is None:
         raise TypeError(f"scalar {tag!r}: its function returned None{_NONE_HINT}")
+    if isinstance(value, Mapping):
+        raise _mapping_error("scalar", tag, value)
     raise TypeError(
         f"scalar {tag!r} must be a real number or a one-element tensor, got {value!r} "
         f"of type {type(value).__name__}"
@@ -258,6 +270,8 @@ def _histogram_value(tag: str, value: Any) -> torch.Tensor:
         return value
     if value is None:
         raise TypeError(f"histogram {tag!r}: its function returned None{_NONE_HINT}")
+    if isinstance(value, Mapping):
+        raise _mapping_error("histogram", tag, value)
     try:
         array = np.asarray(value)
     except Exception as error:

@@ -28,11 +28,13 @@ optimization every batch is a run and ``global_step`` counts every
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_info
 from tensorboard.compat.proto.summary_pb2 import Summary
 from typing_extensions import override
 
@@ -45,6 +47,7 @@ from summary_hook._events.writer import (
 )
 from summary_hook._events.writer_cache import SummaryWriterCache
 from summary_hook._front_ends.run_dirs import close_run, run_writer
+from summary_hook._front_ends.spawn import portable_collection, register_again
 from summary_hook._hooks.protocol import SessionRunArgs, SessionRunContext, SessionRunHook
 from summary_hook._hooks.restarts import ledger_for, mark_restart
 from summary_hook._hooks.run import call_after_run, call_before_run
@@ -193,7 +196,24 @@ class SummarySaver(HookCallback):
     each ``Trainer`` and the same one when a checkpoint resumes it. A resumed run marks
     the restart at the checkpoint's step, so TensorBoard drops the interrupted run's
     later points. Only global rank zero writes; every rank evaluates the ops on the
-    same steps, so a summary function may use collectives.
+    same steps, so a summary function may use collectives. Under ``fast_dev_run`` the
+    ops are evaluated and nothing is written, as Lightning writes no logs then.
+
+    A one-argument summary function gets the batch's outputs as Lightning passes them:
+    what ``training_step`` returned, as a dict with ``"loss"`` even when it returned a
+    tensor (``lambda out: out["loss"]``).
+
+    Under a spawn-based strategy (``strategy="ddp_spawn"``), the processes Lightning
+    starts get the saver, and with it the ops registered in the main process, by
+    pickling: a ``lambda`` cannot cross, and ``fit`` raises a ``TypeError`` saying so.
+    Register such ops in the module's ``setup()`` or ``configure_model()``, which run in
+    every process (see ``_front_ends.spawn``).
+
+    Several savers: Lightning keeps each saver's state in a checkpoint under a key made
+    of its ops and ``output_dir`` (not its schedule, so a run resumed with another
+    ``save_steps`` finds it), and refuses two savers with the same key ("Found more than
+    one stateful callback of type SummarySaver"). Use one saver with both ops, or give
+    each its own output_dir or ``summary_op``.
 
     Args:
         save_steps: Save every this many optimizer steps.
@@ -245,12 +265,14 @@ class SummarySaver(HookCallback):
         self._resumed_dir: str | None = None  # where the resumed checkpoint's run wrote
         self._resumed: tuple[int, list[bytes]] | None = None  # what it wrote at its step
         self._hook: SummarySaverHook | None = None  # this fit's hook, from on_train_start
+        self._spawned_ops: list[SummaryOp] = []  # from the main process (see _front_ends.spawn)
         super().__init__([], scaffold=scaffold)
+        # What the saver saves, and where: not its schedule, so that a run resumed with
+        # another save_steps finds the state of the run it resumes.
         self._state_key = self._generate_state_key(
-            save_steps=save_steps,
-            save_secs=save_secs,
             output_dir=self._options.output_dir,
             summary_op=None if summary_op is None else repr(summary_op),
+            scaffold=None if scaffold is None else repr(scaffold.summary_op),
         )
 
     @property
@@ -267,8 +289,27 @@ class SummarySaver(HookCallback):
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
+            # The main process's ops, in a process a spawn-based strategy started: before
+            # the module's own setup(), which may register them again.
+            register_again(self._spawned_ops)
+            self._spawned_ops = []
             # A fresh scaffold per fit, so ops re-registered in a notebook are picked up.
             self._scaffold = self._options.scaffold or Scaffold()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled for the processes a spawn-based strategy starts: the default
+        # collection's ops go along (see ``_front_ends.spawn``).
+        state = self.__dict__.copy()
+        explicit = self._options.summary_op or self._options.scaffold
+        state["_spawned_ops"] = portable_collection(explicit)
+        return state
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SummarySaver:
+        # A copy is no trip to another process: copy the state as it is.
+        copied = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        copied.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return copied
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -338,7 +379,12 @@ class SummarySaver(HookCallback):
         self._resumed = (step, summaries) if isinstance(step, int) and summaries else None
 
     def _rank_writer(self, trainer: pl.Trainer) -> HookWriter:
-        """The writer of this rank: rank zero's destination, a discarding one elsewhere."""
+        """The writer of this rank: rank zero's destination, a discarding one elsewhere
+        and under ``fast_dev_run`` (which writes no logs: the ops are evaluated, so that
+        a broken one fails the dry run, and nothing is written)."""
+        if getattr(trainer, "fast_dev_run", False):  # set by the Trainer, untyped
+            rank_zero_info("SummarySaver: fast_dev_run evaluates the summary ops, writes none")
+            return DiscardWriter()
         if not trainer.is_global_zero:
             return DiscardWriter()
         writer = self._options.summary_writer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,13 @@ from summary_hook._ops.scaffold import Scaffold
 from summary_hook._ops.summary_ops import SummaryOp
 
 __all__ = ["SaverOptions", "SummarySaverHook"]
+
+_NOTHING_TO_SAVE = (
+    "SummarySaverHook has no summary op to save: its scaffold's summary_op is None, as the "
+    "default collection held no op when the session started. Register ops (sh.scalar, "
+    "sh.histogram, ...) before training starts (under Lightning: in the LightningModule's "
+    "__init__, setup() or configure_model()), or pass summary_op="
+)
 
 
 @dataclass(frozen=True)
@@ -200,6 +208,7 @@ class SummarySaverHook(SessionRunHook):
         self._next_step: int | None = None
         self._stale_step = 0
         self._request_summary = False
+        self._said_nothing_to_save = False
         self._ledger = RestartLedger()
         # What the latest due step wrote, as evaluation gave it (see ``_events.pending``).
         self._last_saved: tuple[int, tuple[Summary | DeferredSummary, ...]] | None = None
@@ -240,6 +249,9 @@ class SummarySaverHook(SessionRunHook):
             summary_op = self._get_summary_op()
             if summary_op is not None:
                 return SessionRunArgs({"summary": summary_op})
+            if not self._said_nothing_to_save:
+                self._said_nothing_to_save = True
+                warnings.warn(_NOTHING_TO_SAVE, UserWarning, stacklevel=2)
         return None
 
     def after_run(self, run_context: SessionRunContext, run_values: SessionRunValues) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "image",
     "merge",
     "merge_all",
+    "register",
     "scalar",
     "text",
 ]
@@ -156,7 +157,9 @@ def _takes_output(tag: str, fn: object) -> bool:
     return len(required) == 1 or (not required and varargs)
 
 
-def _register(op: SummaryOp, collections: Iterable[str] | None) -> None:
+def register(op: SummaryOp, collections: Iterable[str] | None) -> None:
+    """Add ``op`` to ``collections`` (default ``["summaries"]``), replacing an op of its
+    first tag there."""
     names = [SUMMARIES] if collections is None else list(collections)
     for name in names:
         if not isinstance(name, str):
@@ -187,7 +190,7 @@ def _leaf_op(
     tag = clean_tag(name)
     _check_reduce(tag, kind, reduce, group)
     op = SummaryOp((Leaf(tag, kind, fn, _takes_output(tag, fn), reduce, group),))
-    _register(op, collections)
+    register(op, collections)
     return op
 
 
@@ -346,7 +349,7 @@ def image(
         )
     leaf = Leaf(tag, "image", fn, _takes_output(tag, fn), None, None, max_outputs, dataformats)
     op = SummaryOp((leaf,))
-    _register(op, collections)
+    register(op, collections)
     return op
 
 

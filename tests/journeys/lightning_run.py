@@ -1,10 +1,11 @@
 """A Lightning user's script: a model that logs its own metric and registers summaries,
 fitted with SummarySaver under one logger setup, in a fresh process.
 
-Usage: python lightning_run.py ROOT LOGGERS [FITS [ddp | live]]
+Usage: python lightning_run.py ROOT LOGGERS [FITS [ddp | ddp_spawn | live]]
   LOGGERS: default | tensorboard | csv | none | tensorboard+csv
   FITS: how many Trainers fit one after another in this process (default 1)
   ddp: on two CPU processes (Lightning starts the second by running this script again)
+  ddp_spawn: on two CPU processes that Lightning spawns and pickles the Trainer for
   live: the TensorBoardLogger flushes every second, and the run pauses after step 6,
     writing ROOT/paused, until ROOT/go exists (60 s at most), so that a test can look
     at a TensorBoard server mid-run
@@ -69,8 +70,8 @@ def loggers(root, kind, flush_secs=120):
 def main(root, kind, fits, mode):
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
-    ddp = mode == "ddp"
-    processes = {"accelerator": "cpu", "strategy": "ddp", "devices": 2} if ddp else {}
+    spawned = mode in ("ddp", "ddp_spawn")
+    processes = {"accelerator": "cpu", "strategy": mode, "devices": 2} if spawned else {}
     for _ in range(fits):
         saver = sh.SummarySaver(save_steps=2)
         pause = [PauseAtStep6(root)] if mode == "live" else []
@@ -89,6 +90,6 @@ def main(root, kind, fits, mode):
         print(saver.output_dir)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # (ddp_spawn's processes import this file, and must not fit)
     fits = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     main(sys.argv[1], sys.argv[2], fits, mode=sys.argv[4] if len(sys.argv) > 4 else None)

@@ -1,9 +1,10 @@
 """A Lightning run that crashes after its step-20 checkpoint, and its resumption, each a
 fresh process as a user runs them.
 
-Usage: python resume_run.py ROOT LOGGER PHASE
+Usage: python resume_run.py ROOT LOGGER PHASE [SAVE_STEPS]
   LOGGER: none (logger=False) | tensorboard (a TensorBoardLogger with a fixed version)
   PHASE: crash (fails at step 25) | resume (from ROOT/ckpt/step=20.ckpt, to step 40)
+  SAVE_STEPS: the saver's save_steps (1)
 Every summary and Lightning metric holds the phase's number: 1 for crash, 2 for resume.
 """
 
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import summary_hook as sh
 
 ROOT, LOGGER, PHASE = sys.argv[1:4]
+SAVE_STEPS = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 RUN = {"crash": 1.0, "resume": 2.0}[PHASE]
 
 
@@ -49,7 +51,7 @@ trainer = L.Trainer(
     enable_progress_bar=False,
     enable_model_summary=False,
     logger=TensorBoardLogger(ROOT, version="run") if LOGGER == "tensorboard" else False,
-    callbacks=[sh.SummarySaver(save_steps=1), checkpoints],
+    callbacks=[sh.SummarySaver(save_steps=SAVE_STEPS), checkpoints],
 )
 data = TensorDataset(torch.randn(400, 8), torch.randn(400, 1))
 ckpt = os.path.join(ROOT, "ckpt", "step=20.ckpt") if PHASE == "resume" else None
