@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from summary_hook._evaluation.histogram import BUCKET_LIMITS
-from tests.conftest import accumulator, event_files
+from tests.conftest import accumulator, event_files, summaries_by_step
 from tests.readers import ended_well, free_port
 
 pytestmark = pytest.mark.slow  # subprocesses, servers or several processes
@@ -234,6 +234,29 @@ def test_a_summary_that_fails_on_one_rank_fails_every_rank_at_once(tmp_path):
     )
     assert other["error"].startswith("summary 'fragile': rank 1's evaluation raised RemoteFailure")
     assert other["seconds"] < 30  # the process group's timeout is 60 s: nobody waited for it
+
+
+def test_reduce_over_a_group_that_leaves_out_a_rank_makes_no_rank_wait(tmp_path):
+    reports = run_ranks(SCRIPT, str(tmp_path), "subgroup", world=3)
+    assert all(report["seconds"] < 30 for report in reports)  # the group's timeout is 60 s
+    assert summaries_by_step(str(tmp_path)) == {step: {"pair_mean": 0.5} for step in (1, 3, 5)}
+
+
+def test_a_text_or_image_that_fails_on_one_rank_fails_every_rank_at_once(tmp_path):
+    reports = run_ranks(SCRIPT, str(tmp_path), "bad_values", world=3)
+    assert all(report["seconds"] < 30 for report in reports)  # nobody waited for the timeout
+    text_error = "TypeError: text 'note': its function returned None"
+    image_error = "ValueError: image 'picture'"
+    for rank, report in enumerate(reports):
+        first, second = report["errors"]
+        if rank == 1:
+            assert first == text_error
+        else:
+            assert first.startswith("summary 'note': rank 1's evaluation raised RemoteFailure")
+        if rank == 2:
+            assert second.startswith(image_error), second
+        else:
+            assert second.startswith("summary 'picture': rank 2's evaluation raised RemoteFailure")
 
 
 LIGHTNING = os.path.join(ROOT, "tests", "distributed", "lightning_run.py")

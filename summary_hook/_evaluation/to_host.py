@@ -124,8 +124,9 @@ def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
         for device, part, indices in grouped:
             batch = batches.setdefault(device, _DeviceBatch())
             batch.scalars, batch.scalar_numbers = part, indices
-    for index, slot in enumerate(plan.histogram_slots, start=len(scalars)):
-        try:
+    slot = -1  # the value being prepared, for the others' error
+    try:
+        for index, slot in enumerate(plan.histogram_slots, start=len(scalars)):
             leaf = plan.leaves[slot]
             tensor = _histogram_value(leaf.tag, raw[slot])
             if (is_dtensor(tensor) or leaf.reduce) and reductions.add_histogram(
@@ -137,18 +138,20 @@ def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
             else:
                 batch = batches.setdefault(tensor.device, _DeviceBatch())
                 batch.histograms.append((index, tensor.numel(), device_histogram(tensor)))
-        except Exception as error:
-            if tell_others:
-                raise LocalFailure(slot) from error
-            raise
-    start = len(scalars) + len(plan.histogram_slots)
-    for index, slot in enumerate(plan.text_slots, start=start):
-        numbers[index] = text_tensor(plan.leaves[slot].tag, raw[slot])  # no device: no transfer
-    for index, slot in enumerate(plan.image_slots, start=start + len(plan.text_slots)):
-        leaf = plan.leaves[slot]
-        pixels = image_pixels(leaf.tag, raw[slot], leaf.max_outputs, leaf.dataformats)
-        batches.setdefault(pixels.device, _DeviceBatch()).images.append((index, pixels))
-    if reductions:
+        start = len(scalars) + len(plan.histogram_slots)
+        for index, slot in enumerate(plan.text_slots, start=start):
+            numbers[index] = text_tensor(plan.leaves[slot].tag, raw[slot])  # no transfer
+        for index, slot in enumerate(plan.image_slots, start=start + len(plan.text_slots)):
+            leaf = plan.leaves[slot]
+            pixels = image_pixels(leaf.tag, raw[slot], leaf.max_outputs, leaf.dataformats)
+            batches.setdefault(pixels.device, _DeviceBatch()).images.append((index, pixels))
+    except Exception as error:
+        if tell_others:
+            raise LocalFailure(slot) from error
+        raise
+    # Every rank of a plan with reduce= takes part in the status, in a group or not, so
+    # that the ranks of a group never wait for one outside it.
+    if reductions or tell_others:
         reductions.run()
         for vector, finish_to in reductions.results():
             batches.setdefault(vector.device, _DeviceBatch()).reduced.append((vector, finish_to))

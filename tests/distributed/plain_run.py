@@ -14,6 +14,9 @@ MODE:
   stall    save_secs; rank 1 stalls two seconds in a non-due step; each rank records
            how long its loop took
   raise1   rank 1's summary function raises at the second due step
+  subgroup (3 ranks) reduce= over a group of ranks 0 and 1 only
+  bad_values (3 ranks) at the second due step rank 1's text and, at the next, rank 2's
+           image are values no summary can hold, in a plan with reduce= values
 
 Each rank writes OUTPUT_DIR/rank<r>.json: the collectives its due and non-due steps made,
 and what the mode measured.
@@ -179,6 +182,42 @@ def raise1(output_dir: str, rank: int) -> dict:
         except sh.SummaryEvaluationError as raised:
             error = str(raised)
     return {"error": error, "seconds": time.perf_counter() - start}
+
+
+def subgroup(output_dir: str, rank: int) -> dict:
+    pair = dist.new_group([0, 1])  # every rank takes part in making it
+    sh.scalar("pair_mean", lambda: float(rank), reduce="mean", group=pair)
+    hook = sh.SummarySaverHook(save_steps=2, output_dir=output_dir, scaffold=sh.Scaffold())
+    start = time.perf_counter()
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        for _ in range(5):
+            session.run(lambda: None)
+    return {"seconds": time.perf_counter() - start}
+
+
+def bad_values(output_dir: str, rank: int) -> dict:
+    def note() -> object:
+        return None if rank == 1 and session.global_step == 3 else "fine"
+
+    def picture() -> torch.Tensor:
+        bad = rank == 2 and session.global_step == 4  # the due step after the failed one
+        return torch.zeros(2, 3, 4, 4) if not bad else torch.zeros(2, 5, 4, 4)
+
+    sh.scalar("total", lambda: float(rank), reduce="sum")
+    sh.text("note", note)
+    sh.image("picture", picture)
+    hook = sh.SummarySaverHook(save_steps=2, output_dir=output_dir, scaffold=sh.Scaffold())
+    errors = []
+    start = time.perf_counter()
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        for _ in range(6):
+            try:
+                session.run(lambda: None)
+            except sh.SummaryEvaluationError as raised:
+                errors.append(str(raised))
+            except (TypeError, ValueError) as raised:
+                errors.append(f"{type(raised).__name__}: {raised}")
+    return {"errors": errors, "seconds": time.perf_counter() - start}
 
 
 if __name__ == "__main__":
