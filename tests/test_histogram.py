@@ -73,11 +73,13 @@ def test_histogram_collapses_runs_of_empty_buckets_like_tensorflow():
     assert limits[3] > 100.0 >= limits[2]
 
 
-def test_histogram_puts_infinities_in_the_outer_buckets_and_drops_nan():
-    histo = ours(torch.tensor([float("-inf"), float("inf"), float("nan"), 2.0]))
-    assert histo.bucket_limit[0] == -DBL_MAX and histo.bucket[0] == 1.0
-    assert histo.bucket_limit[-1] == DBL_MAX and histo.bucket[-1] == 1.0
-    assert sum(histo.bucket) == 3.0 and histo.num == 4.0
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_histogram_of_nan_or_infinity_raises_as_tensorflow_does(bad, dtype):
+    values = torch.tensor([1.0, bad, 2.0], dtype=dtype)
+    message = r"histogram 'h' holds NaN or infinite values .*'Nan in summary histogram for: h'"
+    with pytest.raises(ValueError, match=message):
+        ours(values)
 
 
 def test_histogram_of_an_empty_tensor_is_an_empty_histogram():

@@ -18,6 +18,7 @@ from tests.conftest import (
     summaries_by_step,
 )
 from tests.contract import MOCK_START_TIME, SCENARIOS, Scenario
+from tests.readers import scalar_values
 
 
 def make_ops(scenario: Scenario) -> tuple[list[sh.SummaryOp], Counter]:
@@ -324,3 +325,18 @@ def test_a_rewind_in_the_same_process_is_marked_but_a_hook_joining_later_is_not(
     assert [e.step for e in acc.Scalars("first/fast")] == [1, 2, 3, 4, 5, 6]
     assert [e.step for e in acc.Scalars("joining/fast")] == []  # at 13, 14: past the rewind
     assert [e.step for e in acc.Scalars("rewound/fast")] == [7, 8, 9]
+
+
+def test_a_session_run_again_into_its_directory_hides_the_earlier_runs_points(tmp_path):
+    # A notebook cell run twice in one kernel: the second run's points replace the first's.
+    logdir = str(tmp_path)
+    for value in (1.0, 2.0):
+        hook = sh.SummarySaverHook(
+            save_steps=5, output_dir=logdir, summary_op=sh.scalar("x", lambda v=value: v)
+        )
+        with sh.MonitoredSession(hooks=[hook]) as sess:
+            for _ in range(6):
+                sess.run(lambda: None)
+    sh.SummaryWriterCache.get(logdir).flush()
+    for reader, shown in scalar_values(logdir, "x").items():
+        assert shown == [(1, 2.0), (6, 2.0)], reader

@@ -27,6 +27,7 @@ Thread contract: a :class:`Reductions` belongs to one evaluation, in one thread.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Callable
@@ -181,12 +182,12 @@ def _float(sign: float = 1.0, divisor: float = 1.0, maxed: bool = False) -> Fini
     return lambda summed, maxes: float(summed[0]) / divisor
 
 
-def _finish_histogram(summed: np.ndarray, maxed: np.ndarray) -> Any:
+def _finish_histogram(tag: str, summed: np.ndarray, maxed: np.ndarray) -> Any:
     num = int(summed[0])
     if num == 0:
         return histogram_proto(np.empty(0), 0)
     stats = np.concatenate(((-maxed[1], maxed[0]), summed[1:]))
-    return histogram_proto(stats, num)
+    return histogram_proto(stats, num, tag)
 
 
 class Reductions:
@@ -294,7 +295,7 @@ class Reductions:
         else:
             sums = torch.zeros(3 + len(BUCKET_LIMITS), dtype=torch.float64, device=local.device)
             maxes = torch.full((2,), -math.inf, dtype=torch.float64, device=local.device)
-        self._batch(group).add(index, tag, sums, maxes, _finish_histogram)
+        self._batch(group).add(index, tag, sums, maxes, functools.partial(_finish_histogram, tag))
         return True
 
     def run(self) -> None:

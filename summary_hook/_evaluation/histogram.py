@@ -21,6 +21,7 @@ int32, int64, and the unsigned uint16, uint32 and uint64) take the exact
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import threading
 
@@ -217,16 +218,27 @@ def device_histogram(values: torch.Tensor) -> torch.Tensor:
     return torch.cat((stats, counts[:_N].to(torch.float64)))
 
 
-def histogram_proto(host: np.ndarray, num: int) -> HistogramProto:
+def histogram_proto(host: np.ndarray, num: int, tag: str = "") -> HistogramProto:
     """Build the ``HistogramProto`` from :func:`device_histogram`'s result on the host.
 
     Args:
         host: The float64 array that :func:`device_histogram` returned, or an empty
             array for an empty tensor.
         num: The number of elements.
+        tag: The summary's tag, for the error.
+
+    Raises:
+        ValueError: If the values held NaN or an infinity, as TensorFlow's histogram
+            summary raises ``InvalidArgument`` ("Nan in summary histogram for: tag"):
+            its buckets could not count them, and its statistics would be NaN.
     """
     if num == 0:
         return HistogramProto(bucket_limit=[DBL_MAX], bucket=[0.0])
+    if not (math.isfinite(host[0]) and math.isfinite(host[1])):  # min and max
+        raise ValueError(
+            f"histogram {tag!r} holds NaN or infinite values (min {host[0]}, max {host[1]}); "
+            f"TensorFlow raises too: 'Nan in summary histogram for: {tag}'"
+        )
     counts = host[STATS:]
     filled = counts > 0
     keep = filled | np.append(filled[1:], True)  # each run of empties keeps its last limit

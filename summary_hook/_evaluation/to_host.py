@@ -38,7 +38,8 @@ class _DeviceBatch:
     def __init__(self) -> None:
         self.scalars: torch.Tensor | None = None  # 1-D, any real dtype
         self.scalar_numbers: list[int] = []  # where each stacked scalar goes in ``numbers``
-        self.histograms: list[tuple[int, int, torch.Tensor]] = []  # (number, numel, result)
+        # (number, tag, numel, result)
+        self.histograms: list[tuple[int, str, int, torch.Tensor]] = []
         # Each reduced vector, with what stores its values from its host copy.
         self.reduced: list[tuple[torch.Tensor, Any]] = []
         self.images: list[tuple[int, torch.Tensor]] = []  # (number, [N, H, W, C] uint8)
@@ -46,7 +47,7 @@ class _DeviceBatch:
     def unpack_to(self, numbers: list[Any]) -> None:
         """Copy everything to the host at once and store each value in ``numbers``."""
         parts = [] if self.scalars is None else [self.scalars]
-        parts.extend(result for _, _, result in self.histograms)
+        parts.extend(result for _, _, _, result in self.histograms)
         if self.reduced or self.images:
             parts = [part.to(torch.float64) for part in parts]
             parts.extend(vector for vector, _ in self.reduced)
@@ -65,13 +66,13 @@ class _DeviceBatch:
         if self.histograms:
             array = host.numpy()
             offset = count
-            for index, numel, result in self.histograms:
+            for index, tag, numel, result in self.histograms:
                 size = result.numel()
-                numbers[index] = histogram_proto(array[offset : offset + size], numel)
+                numbers[index] = histogram_proto(array[offset : offset + size], numel, tag)
                 offset += size
         if self.reduced:
             array = host.numpy()
-            offset = count + sum(result.numel() for _, _, result in self.histograms)
+            offset = count + sum(result.numel() for _, _, _, result in self.histograms)
             for vector, finish_to in self.reduced:
                 finish_to(array[offset : offset + vector.numel()], numbers)
                 offset += vector.numel()
@@ -137,7 +138,8 @@ def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
                 numbers[index] = histogram_proto(np.empty(0), 0)
             else:
                 batch = batches.setdefault(tensor.device, _DeviceBatch())
-                batch.histograms.append((index, tensor.numel(), device_histogram(tensor)))
+                histogram = device_histogram(tensor)
+                batch.histograms.append((index, leaf.tag, tensor.numel(), histogram))
         start = len(scalars) + len(plan.histogram_slots)
         for index, slot in enumerate(plan.text_slots, start=start):
             numbers[index] = text_tensor(plan.leaves[slot].tag, raw[slot])  # no transfer

@@ -10,7 +10,8 @@ TensorFlow writes a START at the first step of every session. A fresh run has no
 stale to hide, so there that START can only hide points of other writers in the same
 directory (Lightning's metrics, a user's ``SummaryWriter``), and only in one of the two
 readers. So this package marks a restart only when a session resumes (its first step
-follows a step above 0), and then writes START twice at the resumed step: the first
+follows a step above 0) or goes back in time in a directory this process wrote to (a
+notebook cell run again), and then writes START twice at its first step: the first
 purges in ``EventAccumulator``, the second in the UI's accumulator too.
 
 Several hooks of one process on one directory mark one restart: each hook asks, and a

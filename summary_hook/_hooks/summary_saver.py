@@ -134,10 +134,11 @@ class SummarySaverHook(SessionRunHook):
 
     A port of ``tf.train.SummarySaverHook``. The first step is always due, a step is
     never written twice, and summary functions run only on due steps. When the session
-    resumes (its first step follows a step above 0), the first step writes
-    ``SessionLog.START`` at its post-run global step, twice (once for each of
+    resumes (its first step follows a step above 0), or starts again where this process
+    already wrote later steps to the directory (a notebook cell run again), the first
+    step writes ``SessionLog.START`` at its post-run global step, twice (once for each of
     TensorBoard's readers) and before its summaries, so TensorBoard drops the stale
-    points of the interrupted run; see ``_hooks.restarts`` for why a fresh run writes none.
+    points of the earlier run; see ``_hooks.restarts`` for why a fresh run writes none.
     Each op in ``summary_op`` gives one event per due step. :meth:`end` flushes but never
     closes the writer, which is shared through :class:`SummaryWriterCache`.
 
@@ -264,7 +265,9 @@ class SummarySaverHook(SessionRunHook):
             self._next_step = self._stale_step + 2  # the predicted step, plus one
             return
         global_step = run_context.session.global_step  # the real post-run step
-        if next_step is None and self._stale_step > 0:  # a resumed run: hide the stale points
+        if next_step is None and (self._stale_step > 0 or self._ledger.frontier is not None):
+            # A resumed run, or one that goes back in time in a directory this process
+            # wrote (a notebook cell run again): hide the stale points.
             mark_restart(writer, self._ledger, global_step)
         if self._request_summary and global_step != self._timer.last_triggered_step():
             # (The step may not have moved: a step read from a callable, such as an
