@@ -160,3 +160,62 @@ def test_accelerator_counting_matches_bincount(deterministic):
     finally:
         torch.use_deterministic_algorithms(previous)
     assert torch.equal(counts, torch.bincount(index, minlength=size))
+
+
+def many_tensors() -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(11)
+    tensors = []
+    for i, n in enumerate([1, 2, 7, 100, 1000, 4096, 30_000, 70_000, 65_536, 3, 300_000]):
+        scale = 10.0 ** ((i % 7) - 3)
+        tensors.append(torch.randn(n, generator=generator) * scale)
+    tensors += [
+        torch.randn(33, 7, generator=generator).to(torch.bfloat16),
+        torch.randn(500, generator=generator).to(torch.float16),
+        torch.randint(-100, 100, (300,), dtype=torch.int8, generator=generator),
+        torch.randint(0, 255, (300,), dtype=torch.uint8, generator=generator),
+        torch.randint(0, 2, (64,), generator=generator).bool(),
+        torch.randn(200, dtype=torch.float64, generator=generator),  # counted alone
+        torch.randint(-(10**6), 10**6, (200,), generator=generator),  # int64: alone
+        torch.tensor([0.0, -0.0, 1e-12, -1e-12, 3.5e19, float("inf"), float("-inf")]),
+    ]
+    return tensors
+
+
+def test_histograms_of_many_tensors_count_exactly_as_one_at_a_time():
+    from summary_hook._evaluation.histogram import STATS, device_histogram, device_histograms
+
+    tensors = many_tensors()
+    together = device_histograms(tensors)
+    assert together.shape == (len(tensors), STATS + len(BUCKET_LIMITS))
+    for row, tensor in zip(together, tensors, strict=True):
+        alone = device_histogram(tensor)
+        assert torch.equal(row[STATS:], alone[STATS:])  # the bucket counts, exactly
+        assert torch.equal(row[:2], alone[:2])  # min and max
+        assert torch.allclose(row[2:STATS], alone[2:STATS], rtol=1e-12, equal_nan=True)
+
+
+def aten_calls(fn) -> int:
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(1 for e in prof.events() if e.name.startswith("aten::"))
+
+
+def test_histograms_of_many_tensors_batch_their_kernels():
+    # Each tensor more costs a few calls (its view), not a chain of kernels of its own.
+    from summary_hook._evaluation.histogram import device_histograms
+
+    def calls(count: int) -> int:
+        tensors = [torch.randn(1000) for _ in range(count)]
+        with torch.no_grad():
+            return aten_calls(lambda: device_histograms(tensors))
+
+    per_tensor = (calls(600) - calls(100)) / 500
+    assert per_tensor <= 4, per_tensor
+
+
+def test_histograms_of_many_tensors_mark_nan_as_the_single_path_does():
+    from summary_hook._evaluation.histogram import device_histograms
+
+    rows = device_histograms([torch.tensor([1.0, float("nan")]), torch.tensor([2.0])])
+    assert torch.isnan(rows[0, 0]) and torch.isnan(rows[0, 1])
+    assert rows[1, 0] == 2.0 and rows[1, 1] == 2.0

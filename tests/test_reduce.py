@@ -67,6 +67,23 @@ def test_a_dtensor_histogram_on_one_rank_equals_the_plain_one(one_rank_group):
         assert ours.value[0].histo.num == plain.value[0].histo.num == 150
 
 
+def test_reduced_and_plain_scalars_of_one_op_each_keep_their_value(one_rank_group):
+    # The plain scalar and the reduced vector cross in one copy: each takes its own part.
+    op = sh.merge(
+        [
+            sh.scalar("reduced", lambda: 1.5, reduce="sum", collections=[]),
+            sh.scalar("plain", lambda: torch.tensor(5.0), collections=[]),
+            sh.scalar("last", lambda: torch.tensor(7.0), collections=[]),
+        ]
+    )
+    values = sh.evaluate(op).value
+    assert [(v.tag, v.simple_value) for v in values if v.HasField("simple_value")] == [
+        ("reduced", 1.5),
+        ("plain", 5.0),
+        ("last", 7.0),
+    ]
+
+
 def test_raises_when_a_dtensor_has_reduce(one_rank_group):
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Shard, distribute_tensor

@@ -21,6 +21,7 @@ int32, int64, and the unsigned uint16, uint32 and uint64) take the exact
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import sys
 import threading
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from tensorboard.compat.proto.summary_pb2 import HistogramProto
 
-__all__ = ["BUCKET_LIMITS", "STATS", "device_histogram", "histogram_proto"]
+__all__ = ["BUCKET_LIMITS", "STATS", "device_histogram", "device_histograms", "histogram_proto"]
 
 DBL_MAX = sys.float_info.max
 
@@ -216,6 +217,111 @@ def device_histogram(values: torch.Tensor) -> torch.Tensor:
         counts = _count(torch.where(torch.isnan(wide), _NAN_SLOT, index))
     stats = torch.stack((low.to(torch.float64), high.to(torch.float64), total, squares))
     return torch.cat((stats, counts[:_N].to(torch.float64)))
+
+
+#: A tensor of at most this many values is counted together with others of its device
+#: (:func:`device_histograms`); a larger one alone, its kernels' fixed cost being small
+#: beside its values.
+BATCH_VALUES = _CPU_CHUNK // 4
+#: The most tensors counted together: their count rows (``_N + 1`` int64 each) are one
+#: scratch of at most 3.2 MB.
+_BATCH_TENSORS = 256
+
+
+def device_histograms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """:func:`device_histogram` of many non-empty tensors of one device, as one
+    ``[len(tensors), STATS + _N]`` float64 tensor, in a number of kernel calls that grows
+    with the values, not with the tensors.
+
+    Tensors of at most :data:`BATCH_VALUES` values, of the dtypes the float32 path takes,
+    are concatenated, up to :data:`_CPU_CHUNK` values and ``_BATCH_TENSORS`` tensors a
+    batch, and counted in one pass, each value's bucket offset by its tensor's row; the
+    others are counted alone. Bucket counts are identical to :func:`device_histogram`'s;
+    sums may differ in the last bits, being added in another order.
+    """
+    alone, batches = _batches(tensors)
+    if not batches:
+        return torch.stack([device_histogram(tensor) for tensor in tensors])
+    device = tensors[0].device
+    result = torch.empty((len(tensors), STATS + _N), dtype=torch.float64, device=device)
+    for index in alone:
+        result[index] = device_histogram(tensors[index])
+    for batch in batches:
+        rows = _batched([tensors[index] for index in batch])
+        if batch[-1] - batch[0] == len(batch) - 1:  # consecutive: the common case
+            result[batch[0] : batch[-1] + 1] = rows
+        else:
+            result.index_copy_(0, _on_device(batch, device), rows)
+    return result
+
+
+def _batches(tensors: list[torch.Tensor]) -> tuple[list[int], list[list[int]]]:
+    """Which tensors are counted alone, and how the others are batched."""
+    alone: list[int] = []
+    batches: list[list[int]] = []
+    values = _CPU_CHUNK  # the values of the last batch: none open yet
+    for index, tensor in enumerate(tensors):
+        n = tensor.numel()
+        if n > BATCH_VALUES or tensor.dtype not in _EXACT_IN_FLOAT32:
+            alone.append(index)
+        elif values + n > _CPU_CHUNK or len(batches[-1]) == _BATCH_TENSORS:
+            batches.append([index])
+            values = n
+        else:
+            batches[-1].append(index)
+            values += n
+    return alone, batches
+
+
+def _on_device(numbers: list[int], device: torch.device) -> torch.Tensor:
+    """``numbers`` as an int64 tensor on ``device``, copied without waiting for it: a
+    plain copy from the host would synchronise with the device's queue."""
+    host = torch.tensor(numbers, dtype=torch.int64)
+    if device.type == "cpu":
+        return host
+    return host.pin_memory().to(device, non_blocking=True)
+
+
+def _batched(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The rows of :func:`device_histograms` for small float32-path tensors, counted as one.
+
+    Each value's row (its tensor) is a running sum of marks at the tensors' starts; the
+    sums and extremes are taken per row, and each value's bucket is offset by its row's
+    ``_N + 1`` slots so that one count gives every row's.
+    """
+    device = tensors[0].device
+    threshold, bucket, _ = _device_tables(device)
+    flats = [t.reshape(-1) for t in tensors]  # (evaluation runs under no_grad)
+    x = torch.cat([f.to(torch.uint8) if f.dtype == torch.bool else f for f in flats])
+    x = x.to(torch.float32)
+    sizes = [f.numel() for f in flats]
+    rows = len(tensors)
+    starts = list(itertools.accumulate(sizes[:-1]))
+    row = torch.zeros(x.numel(), dtype=torch.int32, device=device)
+    if starts:
+        row.index_fill_(0, _on_device(starts, device), 1)
+    row = row.cumsum(0, dtype=torch.int32)
+    lengths = _on_device(sizes, device)
+    wide = x.to(torch.float64)
+    total = torch.segment_reduce(wide, "sum", lengths=lengths)
+    squares = torch.segment_reduce(wide.mul_(wide), "sum", lengths=lengths)
+    wide_row = row.long()
+    low = torch.full((rows,), math.inf, device=device).scatter_reduce_(0, wide_row, x, "amin")
+    high = torch.full((rows,), -math.inf, device=device).scatter_reduce_(0, wide_row, x, "amax")
+    key = torch.bitwise_right_shift(x.view(torch.int32), 16).bitwise_and_(0xFFFF)
+    half = torch.ge(x, threshold.index_select(0, key)).to(torch.int32).add_(key, alpha=2)
+    index = bucket.index_select(0, half).add_(row, alpha=_N + 1)
+    if device.type == "cpu":
+        counts = torch.bincount(index, minlength=rows * (_N + 1))
+    else:  # as _count_without_sync: bincount would read its input on the host
+        counts = torch.zeros(rows * (_N + 1), dtype=torch.int64, device=device)
+        counts.index_add_(0, index, torch.ones_like(index, dtype=torch.int64))
+    counts = counts.view(rows, _N + 1).to(torch.float64)
+    nan = counts[:, _NAN_SLOT] > 0  # NaN is dropped by the buckets; min and max say so
+    low = torch.where(nan, math.nan, low.to(torch.float64))
+    high = torch.where(nan, math.nan, high.to(torch.float64))
+    stats = torch.stack((low, high, total, squares), dim=1)
+    return torch.cat((stats, counts[:, :_N]), dim=1)
 
 
 def histogram_proto(host: np.ndarray, num: int, tag: str = "") -> HistogramProto:

@@ -1,6 +1,7 @@
 """Values of a due step to the host: one transfer per device.
 
-Every scalar of a device is stacked on it, and every histogram is counted on it; the
+Every scalar of a device is stacked on it, and its histograms are counted on it
+together (``device_histograms``: a few passes for many small tensors); the
 scalars and the counts and statistics then cross to the host in one copy, and are
 turned into floats and ``HistogramProto``s there. Values that need other ranks (a
 ``DTensor``, or ``reduce=``) are combined first (``_evaluation.distributed``), and their reduced
@@ -21,7 +22,7 @@ from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 
 from summary_hook._evaluation import distributed as _distributed
 from summary_hook._evaluation.distributed import Reductions, is_dtensor
-from summary_hook._evaluation.histogram import device_histogram, histogram_proto
+from summary_hook._evaluation.histogram import device_histograms, histogram_proto
 from summary_hook._evaluation.images import Pixels, image_pixels
 from summary_hook._evaluation.plans import Plan
 
@@ -38,8 +39,8 @@ class _DeviceBatch:
     def __init__(self) -> None:
         self.scalars: torch.Tensor | None = None  # 1-D, any real dtype
         self.scalar_numbers: list[int] = []  # where each stacked scalar goes in ``numbers``
-        # (number, tag, numel, result)
-        self.histograms: list[tuple[int, str, int, torch.Tensor]] = []
+        # (number, tag, values): counted together when the batch crosses
+        self.histograms: list[tuple[int, str, torch.Tensor]] = []
         # Each reduced vector, with what stores its values from its host copy.
         self.reduced: list[tuple[torch.Tensor, Any]] = []
         self.images: list[tuple[int, torch.Tensor]] = []  # (number, [N, H, W, C] uint8)
@@ -47,7 +48,10 @@ class _DeviceBatch:
     def unpack_to(self, numbers: list[Any]) -> None:
         """Copy everything to the host at once and store each value in ``numbers``."""
         parts = [] if self.scalars is None else [self.scalars]
-        parts.extend(result for _, _, _, result in self.histograms)
+        counted = None
+        if self.histograms:  # every histogram of the device in a few batched passes
+            counted = device_histograms([values for _, _, values in self.histograms])
+            parts.append(counted.reshape(-1))
         if self.reduced or self.images:
             parts = [part.to(torch.float64) for part in parts]
             parts.extend(vector for vector, _ in self.reduced)
@@ -57,22 +61,19 @@ class _DeviceBatch:
             host = _copy_to_host(parts[0] if len(parts) == 1 else torch.cat(parts))
         count = len(self.scalar_numbers)
         if count:
-            values = (host if not self.histograms else host[:count]).tolist()
+            values = (host if host.numel() == count else host[:count]).tolist()
             if self.scalar_numbers[0] == 0 and self.scalar_numbers[-1] == count - 1:
                 numbers[:count] = values  # the common case: every scalar came from here
             else:
                 for index, number in zip(self.scalar_numbers, values, strict=True):
                     numbers[index] = number
-        if self.histograms:
-            array = host.numpy()
-            offset = count
-            for index, tag, numel, result in self.histograms:
-                size = result.numel()
-                numbers[index] = histogram_proto(array[offset : offset + size], numel, tag)
-                offset += size
+        if counted is not None:
+            rows = host.numpy()[count : count + counted.numel()].reshape(counted.shape)
+            for (index, tag, tensor), row in zip(self.histograms, rows, strict=True):
+                numbers[index] = histogram_proto(row, tensor.numel(), tag)
         if self.reduced:
             array = host.numpy()
-            offset = count + sum(result.numel() for _, _, _, result in self.histograms)
+            offset = count + (0 if counted is None else counted.numel())
             for vector, finish_to in self.reduced:
                 finish_to(array[offset : offset + vector.numel()], numbers)
                 offset += vector.numel()
@@ -138,8 +139,7 @@ def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
                 numbers[index] = histogram_proto(np.empty(0), 0)
             else:
                 batch = batches.setdefault(tensor.device, _DeviceBatch())
-                histogram = device_histogram(tensor)
-                batch.histograms.append((index, leaf.tag, tensor.numel(), histogram))
+                batch.histograms.append((index, leaf.tag, tensor))
         start = len(scalars) + len(plan.histogram_slots)
         for index, slot in enumerate(plan.text_slots, start=start):
             numbers[index] = text_tensor(plan.leaves[slot].tag, raw[slot])  # no transfer
