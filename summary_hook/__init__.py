@@ -37,6 +37,7 @@ from summary_hook._ops.summary_ops import (
     scalar,
     text,
 )
+from summary_hook._ops.watch import watch
 from summary_hook._version import __version__
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ __all__ = [
     "merge_all",
     "scalar",
     "text",
+    "watch",
 ]
 
 _LAZY = {"HookCallback", "SummarySaver"}

@@ -104,6 +104,28 @@ def summary_collectives(report: dict) -> list[list[str]]:
     return [step["collectives"][len(own) :] for step in steps["due"]]
 
 
+def test_watch_of_an_fsdp2_model_writes_the_unsharded_models_histograms_and_norms(tmp_path):
+    reports = run_ranks(SCRIPT, str(tmp_path), "watch")
+    reference = torch.load(os.path.join(str(tmp_path), "reference.pt"))
+    assert sorted(reference) == [1, 3, 5]
+    written = scalars(str(tmp_path))
+    for step, parameters in reference.items():
+        for name, (weight, grad) in parameters.items():
+            for tag, whole in ((f"weights/{name}", weight), (f"gradients/{name}", grad)):
+                expected = reference_histogram(whole)
+                histogram = written_histogram(str(tmp_path), tag, step)
+                assert histogram["buckets"] == expected["buckets"], tag
+                assert histogram["sum_squares"] == pytest.approx(expected["sum_squares"], rel=1e-6)
+            norm = dict(written[f"gradient_norm/{name}"])[step]
+            assert norm == pytest.approx(float(grad.double().norm()), rel=1e-5)
+        grads = torch.cat([grad.reshape(-1) for _, grad in parameters.values()]).double()
+        global_norm = dict(written["global_norm/gradient_norm"])[step]
+        assert global_norm == pytest.approx(float(grads.norm()), rel=1e-5)  # not per shard
+    for report in reports:  # 33 summaries, 8 sharded parameters: the same 3 collectives
+        for collectives in summary_collectives(report):
+            assert collectives == ["allreduce_"] * 3
+
+
 @pytest.fixture(scope="module")
 def fsdp_run(tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("fsdp"))

@@ -213,7 +213,16 @@ def test_each_documented_strategy_with_the_default_logger_writes_one_complete_ru
     assert os.listdir(os.path.join(root, "lightning_logs")) == ["version_0"]
     assert len(event_files(run_dir)) == 1  # rank zero's logger file; rank one writes none
     disk = on_disk(run_dir)
-    for tag in ("summary/loss", "summary/weight", "summary/grad"):
+    watched = [
+        f"{kind}/net.{p}" for kind in ("weights", "gradients") for p in ("0.weight", "2.bias")
+    ]
+    for tag in (
+        "summary/loss",
+        "summary/weight",
+        "summary/grad",
+        "global_norm/gradient_norm",
+        *watched,
+    ):
         assert steps(disk, tag) == [1, 3, 5, 7], tag
     assert steps(disk, "lightning/loss") == list(range(8))
     assert_readers_show(run_dir, disk)

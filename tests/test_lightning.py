@@ -476,3 +476,29 @@ def test_two_savers_of_the_same_ops_and_directory_meet_lightnings_duplicate_chec
         L.Trainer(callbacks=[sh.SummarySaver(save_steps=1), sh.SummarySaver(save_steps=10)])
     doc = " ".join(sh.SummarySaver.__doc__.split())
     assert "one saver with both ops, or give each its own output_dir" in doc
+
+
+class Watched(TinyModel):
+    def __init__(self) -> None:
+        super().__init__()
+        sh.watch(self)
+
+
+def test_watch_summarizes_the_gradients_the_optimizer_used_under_bf16_clipping_and_accumulation(
+    tmp_path,
+):
+    # The window's gradients, clipped to 0.01 before the step: what the optimizer used.
+    trainer = make_trainer(
+        str(tmp_path),
+        max_steps=4,
+        precision="bf16-mixed",
+        accumulate_grad_batches=2,
+        gradient_clip_val=0.01,
+        callbacks=[sh.SummarySaver(save_steps=1, output_dir=str(tmp_path))],
+    )
+    trainer.fit(Watched(), make_loader())
+    acc = accumulator(str(tmp_path))
+    norms = [(e.step, e.value) for e in acc.Scalars("global_norm/gradient_norm")]
+    assert [step for step, _ in norms] == [1, 2, 3, 4]
+    assert all(value == pytest.approx(0.01, rel=1e-3) for _, value in norms), norms
+    assert {"weights/net.weight", "gradients/net.bias"} <= set(acc.Tags()["histograms"])

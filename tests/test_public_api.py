@@ -38,6 +38,7 @@ PUBLIC = [
     "merge_all",
     "scalar",
     "text",
+    "watch",
 ]
 
 

@@ -8,6 +8,7 @@ several ops or hooks is called once per evaluation.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from summary_hook._evaluation.distributed import RemoteFailure, report_failure
 from summary_hook._evaluation.errors import SummaryEvaluationError
 from summary_hook._evaluation.images import Pixels, image_tags
 from summary_hook._evaluation.plans import Plan, PlanCache, plan_for
-from summary_hook._evaluation.to_host import LocalFailure, to_host
+from summary_hook._evaluation.to_host import MISSING, LocalFailure, to_host
 from summary_hook._events.pending import DeferredSummary
 from summary_hook._ops.summary_ops import SummaryOp
 
@@ -121,13 +122,37 @@ def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None, resolve: b
                 for value, number in zip(values, pick(numbers), strict=True):
                     value.simple_value = number
                 summary.CopyFrom(template)
+        elif op.has_optional_values and any(numbers[index] is MISSING for index in indices):
+            _fill_present(summary, op, [numbers[index] for index in indices])
         else:
             summary.CopyFrom(template)
             for value, index in zip(summary.value, indices, strict=True):
-                number = numbers[index]
                 _fill(value, numbers[index])
         results[id(op)] = summary
     return _rebuild(fetches, results)
+
+
+def _fill_present(summary: Summary, op: SummaryOp, numbers: list[Any]) -> None:
+    """Fill ``summary`` with the values of ``op`` that are there, leaving out the optional
+    ones that are not (a frozen or unused parameter's gradient), with one warning per op
+    the first time each is missing."""
+    missing = []
+    for leaf, number in zip(op.leaves, numbers, strict=True):
+        if number is MISSING:
+            missing.append(leaf.tag)
+        else:
+            _fill(summary.value.add(tag=leaf.tag), number)
+    said = op._cache.setdefault("missing", set())
+    new = [tag for tag in missing if tag not in said]
+    if new:
+        said.update(new)
+        shown = ", ".join(repr(tag) for tag in new[:5]) + (", ..." if len(new) > 5 else "")
+        warnings.warn(
+            f"{len(new)} summaries have no value at this step and are left out until they "
+            f"do: {shown} (a parameter's .grad is None when it is frozen or unused)",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _fill(value: Summary.Value, number: Any) -> None:

@@ -27,8 +27,9 @@ class Plan:
 
     Leaves are deduplicated in order of first appearance. Their host values are kept in
     one list, ``numbers``: the scalars (in ``scalar_slots`` order), then the histograms,
-    the texts and the images (in ``histogram_slots``, ``text_slots`` and ``image_slots``
-    order); ``op_numbers`` says where each op's values are.
+    the norms, the texts and the images (in ``histogram_slots``, ``norm_slots``,
+    ``text_slots`` and ``image_slots`` order); ``op_numbers`` says where each op's values
+    are.
 
     Each op has a template ``Summary`` with its tags. An op of scalars only is filled
     in place through ``template_values``, references to the template's values kept
@@ -43,6 +44,7 @@ class Plan:
     reduced: bool  # some leaf combines the ranks' values (``reduce=``)
     scalar_slots: tuple[int, ...]
     histogram_slots: tuple[int, ...]
+    norm_slots: tuple[int, ...]
     text_slots: tuple[int, ...]
     image_slots: tuple[int, ...]
     scalars_only: bool  # every leaf is a scalar: the common case
@@ -125,9 +127,10 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> Plan:
                 leaves.append(leaf)
     scalar_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "scalar"]
     histogram_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "histogram"]
+    norm_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "norm"]
     text_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "text"]
     image_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "image"]
-    order = scalar_slots + histogram_slots + text_slots + image_slots
+    order = scalar_slots + histogram_slots + norm_slots + text_slots + image_slots
     number_of = {slot: n for n, slot in enumerate(order)}
     op_numbers = tuple(tuple(number_of[slot_of[id(leaf)]] for leaf in op.leaves) for op in ops)
     templates = tuple(Summary(value=[Summary.Value(tag=tag) for tag in op.tags]) for op in ops)
@@ -139,6 +142,7 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> Plan:
         reduced=any(leaf.reduce is not None for leaf in leaves),
         scalar_slots=tuple(scalar_slots),
         histogram_slots=tuple(histogram_slots),
+        norm_slots=tuple(norm_slots),
         text_slots=tuple(text_slots),
         image_slots=tuple(image_slots),
         scalars_only=len(scalar_slots) == len(leaves),

@@ -10,6 +10,7 @@ vectors cross in the same copy. Values are checked here, each error naming its t
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -26,7 +27,11 @@ from summary_hook._evaluation.histogram import device_histograms, histogram_prot
 from summary_hook._evaluation.images import Pixels, image_pixels
 from summary_hook._evaluation.plans import Plan
 
-__all__ = ["LocalFailure", "text_tensor", "to_host"]
+__all__ = ["MISSING", "LocalFailure", "text_tensor", "to_host"]
+
+#: What an optional value that is absent (a frozen parameter's gradient) gives: its
+#: op's summary leaves it out.
+MISSING = object()
 
 _HOST = torch.device("cpu")
 _HOST_FLOATS = (torch.float32, torch.float64)
@@ -126,21 +131,26 @@ def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
         for device, part, indices in grouped:
             batch = batches.setdefault(device, _DeviceBatch())
             batch.scalars, batch.scalar_numbers = part, indices
+    counting = _Counting(numbers, batches, reductions)
     slot = -1  # the value being prepared, for the others' error
     try:
         for index, slot in enumerate(plan.histogram_slots, start=len(scalars)):
             leaf = plan.leaves[slot]
-            tensor = _histogram_value(leaf.tag, raw[slot])
-            if (is_dtensor(tensor) or leaf.reduce) and reductions.add_histogram(
-                index, leaf.tag, tensor, leaf.reduce, leaf.group
-            ):
+            if raw[slot] is None and leaf.optional:
+                numbers[index] = MISSING
                 continue
-            if tensor.numel() == 0:
-                numbers[index] = histogram_proto(np.empty(0), 0)
-            else:
-                batch = batches.setdefault(tensor.device, _DeviceBatch())
-                batch.histograms.append((index, leaf.tag, tensor))
+            tensor = _histogram_value(leaf.tag, raw[slot])
+            counting.add(index, leaf.tag, tensor, leaf.reduce, leaf.group)
         start = len(scalars) + len(plan.histogram_slots)
+        norms = []
+        for index, slot in enumerate(plan.norm_slots, start=start):
+            leaf = plan.leaves[slot]
+            tensors = _norm_values(leaf.tag, raw[slot], leaf.optional)
+            if tensors is None:
+                numbers[index] = MISSING
+                continue
+            norms.append((index, [counting.index_of(leaf.tag, tensor) for tensor in tensors]))
+        start += len(plan.norm_slots)
         for index, slot in enumerate(plan.text_slots, start=start):
             numbers[index] = text_tensor(plan.leaves[slot].tag, raw[slot])  # no transfer
         for index, slot in enumerate(plan.image_slots, start=start + len(plan.text_slots)):
@@ -159,7 +169,69 @@ def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
             batches.setdefault(vector.device, _DeviceBatch()).reduced.append((vector, finish_to))
     for batch in batches.values():
         batch.unpack_to(numbers)
+    for index, counted in norms:  # a norm is its histograms' sum of squares, made whole
+        numbers[index] = math.sqrt(sum(numbers[i].sum_squares for i in counted))
+    del numbers[len(raw) :]  # the histograms counted for norms alone
     return numbers
+
+
+class _Counting:
+    """The histograms of one due step, each tensor counted once: on its device with the
+    others there, or across ranks (a DTensor, or ``reduce=``).
+
+    A norm needs its tensor's sum of squares, which the histogram holds, made whole
+    across ranks for a DTensor: so a norm's tensor is counted as a histogram too, the
+    same histogram when a histogram op has that very tensor, else one in a slot past the
+    plan's values that is dropped at the end.
+    """
+
+    def __init__(
+        self, numbers: list[Any], batches: dict[torch.device, _DeviceBatch], reductions: Reductions
+    ) -> None:
+        self.numbers = numbers
+        self.batches = batches
+        self.reductions = reductions
+        # Where each tensor of this due step was counted, by identity: the tensors are
+        # alive (the functions' results hold them) until the evaluation ends.
+        self.counted: dict[int, int] = {}
+
+    def add(
+        self, index: int, tag: str, tensor: torch.Tensor, reduce: str | None, group: Any
+    ) -> None:
+        """Count ``tensor`` into ``numbers[index]``."""
+        if reduce is None:
+            self.counted.setdefault(id(tensor), index)
+        if (is_dtensor(tensor) or reduce) and self.reductions.add_histogram(
+            index, tag, tensor, reduce, group
+        ):
+            return
+        if tensor.numel() == 0:
+            self.numbers[index] = histogram_proto(np.empty(0), 0)
+        else:
+            self.batches.setdefault(tensor.device, _DeviceBatch()).histograms.append(
+                (index, tag, tensor)
+            )
+
+    def index_of(self, tag: str, tensor: torch.Tensor) -> int:
+        """Where ``tensor``'s histogram is, counting it first if no op has."""
+        index = self.counted.get(id(tensor))
+        if index is None:
+            index = len(self.numbers)
+            self.numbers.append(None)
+            self.add(index, tag, tensor, None, None)
+        return index
+
+
+def _norm_values(tag: str, value: Any, optional: bool) -> list[torch.Tensor] | None:
+    """The tensors whose norm a norm op writes (one, or each of a list: a global norm);
+    None when there are none and the op is optional, as a frozen layer's gradients."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    present = [v for v in values if v is not None]
+    if not present and optional:
+        return None
+    if len(present) != len(values) and not optional:
+        raise TypeError(f"norm {tag!r}: its function returned None{_NONE_HINT}")
+    return [_histogram_value(tag, v) for v in present]
 
 
 def _group_scalars(

@@ -54,7 +54,8 @@ def new_lock_in_child() -> None:
     _lock = threading.Lock()
 
 
-Kind = Literal["scalar", "histogram", "text", "image"]
+#: A norm (made by ``watch``) is the L2 norm of a tensor, or of a list of them together.
+Kind = Literal["scalar", "histogram", "norm", "text", "image"]
 
 
 def clean_tag(name: str) -> str:
@@ -103,6 +104,7 @@ class Leaf:
     group: Any = None
     max_outputs: int = 0  # images only
     dataformats: str = ""  # images only
+    optional: bool = False  # None is no value, left out of the summary (a missing .grad)
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,6 +129,11 @@ class SummaryOp:
         """Whether its summaries hold plugin metadata (texts), which a writer keeps for a
         tag's first value only, as TensorFlow's does."""
         return any(leaf.kind == "text" for leaf in self.leaves)
+
+    @functools.cached_property
+    def has_optional_values(self) -> bool:
+        """Whether some value may be absent at a due step (see ``Leaf.optional``)."""
+        return any(leaf.optional for leaf in self.leaves)
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -157,16 +164,16 @@ def _takes_output(tag: str, fn: object) -> bool:
     return len(required) == 1 or (not required and varargs)
 
 
-def register(op: SummaryOp, collections: Iterable[str] | None) -> None:
-    """Add ``op`` to ``collections`` (default ``["summaries"]``), replacing an op of its
-    first tag there."""
+def register(op: SummaryOp, collections: Iterable[str] | None, key: str | None = None) -> None:
+    """Add ``op`` to ``collections`` (default ``["summaries"]``), replacing the op
+    registered there under ``key`` (default: its first tag)."""
     names = [SUMMARIES] if collections is None else list(collections)
     for name in names:
         if not isinstance(name, str):
             raise TypeError(f"collections must hold str names, got {name!r}")
     with _lock:
         for name in names:
-            _collections.setdefault(name, {})[op.leaves[0].tag] = op
+            _collections.setdefault(name, {})[op.leaves[0].tag if key is None else key] = op
 
 
 def _check_reduce(tag: str, kind: Kind, reduce: object, group: object) -> None:

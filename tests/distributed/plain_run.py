@@ -14,6 +14,8 @@ MODE:
   stall    save_secs; rank 1 stalls two seconds in a non-due step; each rank records
            how long its loop took
   raise1   rank 1's summary function raises at the second due step
+  watch    sh.watch of a fully_shard (FSDP2) model, every rank on the same batch; rank
+           zero saves an unsharded copy's weights and gradients, trained alike
   subgroup (3 ranks) reduce= over a group of ranks 0 and 1 only
   bad_values (3 ranks) at the second due step rank 1's text and, at the next, rank 2's
            image are values no summary can hold, in a plan with reduce= values
@@ -182,6 +184,46 @@ def raise1(output_dir: str, rank: int) -> dict:
         except sh.SummaryEvaluationError as raised:
             error = str(raised)
     return {"error": error, "seconds": time.perf_counter() - start}
+
+
+def watch(output_dir: str, rank: int) -> dict:
+    import copy
+
+    from torch.distributed.fsdp import fully_shard
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 6), torch.nn.Linear(6, 3)
+    )
+    reference = copy.deepcopy(model)  # unsharded, on every rank: the same batches
+    fully_shard(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    reference_optimizer = torch.optim.SGD(reference.parameters(), lr=0.1)
+    sh.watch(model)
+    hook = sh.SummarySaverHook(save_steps=2, output_dir=output_dir, scaffold=sh.Scaffold())
+    expected = {}
+
+    def step(x: torch.Tensor) -> None:
+        for net, opt in ((model, optimizer), (reference, reference_optimizer)):
+            opt.zero_grad()
+            net(x).pow(2).mean().backward()
+
+    counter = CountCollectives()
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        for i in range(5):
+            x = torch.randn(4, 5, generator=torch.Generator().manual_seed(i))  # every rank's
+            with counter.step(due=session.global_step % 2 == 0):
+                session.run(step, x)
+            if session.global_step % 2 == 1:  # the step just written
+                expected[session.global_step] = {
+                    name: (p.detach().clone(), p.grad.clone())
+                    for name, p in reference.named_parameters()
+                }
+            optimizer.step()
+            reference_optimizer.step()
+    if rank == 0:
+        torch.save(expected, os.path.join(output_dir, "reference.pt"))
+    return counter.report()
 
 
 def subgroup(output_dir: str, rank: int) -> dict:

@@ -3,8 +3,9 @@ the default logger, on two CPU processes, in a fresh process.
 
 Usage: python strategies.py ROOT STRATEGY
   STRATEGY: ddp | ddp_spawn | fsdp | model_parallel
-Under ddp_spawn the module registers its summaries in setup(), as the README says: the
-processes that strategy starts do not run the module's __init__.
+Under ddp_spawn the module registers its lambdas in setup(), as the README says: the
+processes that strategy starts do not run the module's __init__. Its sh.watch, made in
+__init__ on every strategy, crosses to them with the saver (it can be pickled).
 """
 
 import sys
@@ -30,6 +31,7 @@ class Model(L.LightningModule):
         self.net = torch.nn.Sequential(
             torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)
         )
+        sh.watch(self)
         if STRATEGY != "ddp_spawn":
             register_summaries(self)
 
