@@ -42,6 +42,7 @@ MEASUREMENTS = {
     "P10": "p10_distributed",
     "P11": "p11_remote",
     "P12": "p12_images",
+    "P13": "p13_many_tensors",
 }
 
 

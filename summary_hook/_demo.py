@@ -54,22 +54,12 @@ def make_model(seed: int) -> nn.Sequential:
     )
 
 
-def gradient_norm(model: nn.Module) -> torch.Tensor:
-    """The global L2 norm of the gradients, computed on their device."""
-    norms = [torch.linalg.vector_norm(p.grad) for p in model.parameters() if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.tensor(0.0)
-
-
 def register_summaries(model: nn.Module, learning_rate: Callable[[], float]) -> None:
     """The demo's summary ops, in the default collection: evaluated on due steps only."""
     sh.scalar("train/loss", lambda out: out["loss"])
     sh.scalar("train/learning_rate", learning_rate)
-    sh.scalar("train/gradient_norm", lambda: gradient_norm(model))
-    for name, parameter in model.named_parameters():
-        if name.endswith("weight"):
-            layer = name.removesuffix(".weight")
-            sh.histogram(f"weights/layer{layer}", lambda p=parameter: p)
-            sh.histogram(f"gradients/layer{layer}", lambda p=parameter: p.grad)
+    # Every weight and gradient: histograms, norms and the global gradient norm.
+    sh.watch(model)
     first = next(p for n, p in model.named_parameters() if n.endswith("weight"))
     sh.image("weights/layer0_map", lambda: weight_map(first), max_outputs=1, dataformats="HW")
     sh.text("train/report", lambda out: loss_report(out["loss"]))

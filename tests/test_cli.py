@@ -13,15 +13,15 @@ from tests.conftest import accumulator
 
 pytestmark = pytest.mark.slow  # subprocesses, servers or several processes
 
-SCALARS = {"train/loss", "train/learning_rate", "train/gradient_norm"}
-HISTOGRAMS = {
-    "weights/layer0",
-    "weights/layer2",
-    "weights/layer4",
-    "gradients/layer0",
-    "gradients/layer2",
-    "gradients/layer4",
+PARAMETERS = [f"{layer}.{kind}" for layer in (0, 2, 4) for kind in ("weight", "bias")]
+SCALARS = {
+    "train/loss",
+    "train/learning_rate",
+    "global_norm/gradient_norm",
+    *(f"weight_norm/{name}" for name in PARAMETERS),
+    *(f"gradient_norm/{name}" for name in PARAMETERS),
 }
+HISTOGRAMS = {f"{kind}/{name}" for kind in ("weights", "gradients") for name in PARAMETERS}
 
 
 def plain_demo(out: str, *args: str) -> None:

@@ -128,6 +128,22 @@ def test_readme_accumulation_example_matches_lightnings_accumulate_grad_batches(
     assert np.allclose(shown["plain"][1], shown["lightning"][1], rtol=1e-5)
 
 
+def test_readme_watch_example_writes_every_parameter(tmp_path):
+    run(["-c", readme_python("sh.watch(model)  #")], cwd=str(tmp_path))
+    run_dir = str(tmp_path / "runs" / "watched")
+    disk = on_disk(run_dir)
+    names = [f"{layer}.{kind}" for layer in (0, 2) for kind in ("weight", "bias")]
+    tags = {
+        f"{group}/{name}"
+        for group in ("weights", "gradients", "weight_norm", "gradient_norm")
+        for name in names
+    }
+    assert {tag for tag, _ in disk} == tags | {"global_norm/gradient_norm"}
+    for tag in tags:
+        assert steps(disk, tag) == [1, 11, 21, 31, 41], tag
+    assert_readers_show(run_dir, disk)
+
+
 LOGGER_SETUPS = {
     # loggers: (run directories of two fits, whether Lightning's metrics are in them)
     "default": (["lightning_logs/version_0", "lightning_logs/version_1"], True),

@@ -64,8 +64,8 @@ def test_tensorboard_serves_what_was_written(server, demo_logdir):
 
     histogram_tags = get(port, "/data/plugin/histograms/tags")["."]
     assert set(histogram_tags) == set(acc.Tags()["histograms"])
-    served = get(port, "/data/plugin/histograms/histograms", run=".", tag="weights/layer0")
-    written = acc.Histograms("weights/layer0")
+    served = get(port, "/data/plugin/histograms/histograms", run=".", tag="weights/0.weight")
+    written = acc.Histograms("weights/0.weight")
     assert [step for _, step, _ in served] == [e.step for e in written]
     for (_, _, buckets), event in zip(served, written, strict=True):
         assert sum(count for _, _, count in buckets) == event.histogram_value.num
