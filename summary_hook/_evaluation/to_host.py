@@ -23,7 +23,11 @@ from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 
 from summary_hook._evaluation import distributed as _distributed
 from summary_hook._evaluation.distributed import Reductions, is_dtensor
-from summary_hook._evaluation.histogram import device_histograms, histogram_proto
+from summary_hook._evaluation.histogram import (
+    device_histograms,
+    histogram_proto,
+    histogram_protos,
+)
 from summary_hook._evaluation.images import Pixels, image_pixels
 from summary_hook._evaluation.plans import Plan
 
@@ -74,8 +78,11 @@ class _DeviceBatch:
                     numbers[index] = number
         if counted is not None:
             rows = host.numpy()[count : count + counted.numel()].reshape(counted.shape)
-            for (index, tag, tensor), row in zip(self.histograms, rows, strict=True):
-                numbers[index] = histogram_proto(row, tensor.numel(), tag)
+            sizes = [tensor.numel() for _, _, tensor in self.histograms]
+            tags = [tag for _, tag, _ in self.histograms]
+            protos = histogram_protos(rows, sizes, tags)
+            for (index, _, _), proto in zip(self.histograms, protos, strict=True):
+                numbers[index] = proto
         if self.reduced:
             array = host.numpy()
             offset = count + (0 if counted is None else counted.numel())
