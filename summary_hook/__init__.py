@@ -37,6 +37,7 @@ from summary_hook._ops.summary_ops import (
     scalar,
     text,
 )
+from summary_hook._ops.taps import output_of
 from summary_hook._ops.watch import watch
 from summary_hook._version import __version__
 
@@ -71,6 +72,7 @@ __all__ = [
     "image",
     "merge",
     "merge_all",
+    "output_of",
     "scalar",
     "text",
     "watch",

@@ -36,6 +36,7 @@ PUBLIC = [
     "image",
     "merge",
     "merge_all",
+    "output_of",
     "scalar",
     "text",
     "watch",

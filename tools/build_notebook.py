@@ -215,7 +215,39 @@ Image(media.Images("samples/gradient/image")[-1].encoded_image_string)""",
     ),
     (
         "markdown",
-        """## 7. TensorBoard in the notebook
+        """## 7. A whole model at once
+
+`sh.watch(model)` registers histograms of every weight and gradient, their norms and the
+global gradient norm; `sh.output_of(module)` gives a module's output on due steps, for
+any op. Both are read on due steps only.""",
+    ),
+    (
+        "code",
+        """torch.manual_seed(0)
+mlp = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+sgd = torch.optim.SGD(mlp.parameters(), lr=0.05)
+watched = sh.watch(mlp, collections=[])
+hidden = sh.histogram("activations/relu", sh.output_of(mlp[1]), collections=[])
+
+
+def mlp_step(x):
+    sgd.zero_grad()
+    loss = mlp(x).pow(2).mean()
+    loss.backward()
+    sgd.step()
+    return loss
+
+
+hook = sh.SummarySaverHook(save_steps=5, output_dir=f"{LOGDIR}/watched",
+                           summary_op=[watched, hidden])
+with sh.MonitoredSession(hooks=[hook]) as session:
+    for _ in range(20):
+        session.run(mlp_step, torch.randn(16, 8))
+print(format_table(summarize(f"{LOGDIR}/watched")))""",
+    ),
+    (
+        "markdown",
+        """## 8. TensorBoard in the notebook
 
 With a live kernel, these cells start TensorBoard on `runs/notebook` and show it inline
 (skipped when the notebook runs in CI).""",

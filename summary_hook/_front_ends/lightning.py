@@ -50,7 +50,7 @@ from summary_hook._front_ends.run_dirs import close_run, run_writer
 from summary_hook._front_ends.spawn import portable_collection, register_again
 from summary_hook._hooks.protocol import SessionRunArgs, SessionRunContext, SessionRunHook
 from summary_hook._hooks.restarts import ledger_for, mark_restart
-from summary_hook._hooks.run import call_after_run, call_before_run
+from summary_hook._hooks.run import call_after_run, call_before_run, release_taps
 from summary_hook._hooks.step_counter import StepCounterHook
 from summary_hook._hooks.summary_saver import SaverOptions, SummarySaverHook
 from summary_hook._ops.scaffold import Scaffold
@@ -162,6 +162,7 @@ class HookCallback(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
         # Lightning skips on_train_end here, as TensorFlow skips end(); keep the data anyway.
+        release_taps(self._requests)
         flush_after_failure(exception)
 
     @override

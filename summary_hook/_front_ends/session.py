@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from summary_hook._evaluation.plans import PlanCache
 from summary_hook._events.writer import flush_after_failure
 from summary_hook._hooks.protocol import SessionRunArgs, SessionRunContext, SessionRunHook
-from summary_hook._hooks.run import call_after_run, call_before_run
+from summary_hook._hooks.run import call_after_run, call_before_run, release_taps
 from summary_hook._ops.scaffold import Scaffold
 
 __all__ = ["MonitoredSession", "StepSession"]
@@ -165,9 +165,14 @@ class MonitoredSession:
         before = session.global_step if session.reads_step else None
         context = SessionRunContext(self._last_args, session)
         requests = call_before_run(self._indexed_hooks, context)
-        output = fn(*args, **kwargs)
+        try:
+            output = fn(*args, **kwargs)
+        except BaseException:
+            release_taps(requests)
+            raise
         session.advance()
         if before is not None and session.global_step == before:
+            release_taps(requests)  # (the window's last micro-batch is captured)
             self._micro_batches += 1  # the run that moves the step completes it
             if self._micro_batches == _STUCK_RUNS:
                 warnings.warn(_STUCK_MESSAGE.format(runs=_STUCK_RUNS, step=before), stacklevel=2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from summary_hook._evaluation.evaluate import evaluate_with
+from summary_hook._evaluation.evaluate import evaluate_with, summary_ops_in
 from summary_hook._evaluation.plans import PlanCache
 from summary_hook._hooks.protocol import (
     SessionRunArgs,
@@ -18,7 +18,7 @@ from summary_hook._hooks.protocol import (
     SessionRunValues,
 )
 
-__all__ = ["call_after_run", "call_before_run"]
+__all__ = ["call_after_run", "call_before_run", "release_taps"]
 
 _NO_RESULTS = SessionRunValues(None)
 
@@ -28,7 +28,10 @@ def call_before_run(
 ) -> dict[int, Any] | None:
     """Call every hook's ``before_run`` in order; return their fetches by position, or None.
 
-    Shared by every front end, so a hook sees the same protocol everywhere.
+    The :func:`~summary_hook.output_of` taps of the ops asked for are armed, to capture
+    the step's outputs; :func:`call_after_run` (or :func:`release_taps`, when the step
+    goes no further) releases them. Shared by every front end, so a hook sees the same
+    protocol everywhere.
 
     Raises:
         TypeError: If a ``before_run`` returns something other than ``SessionRunArgs`` or None.
@@ -41,7 +44,24 @@ def call_before_run(
             if requests is None:
                 requests = {}
             requests[index] = fetches
+    if requests is not None:
+        for tap in _taps(requests):
+            tap.arm()
     return requests
+
+
+def release_taps(requests: dict[int, Any] | None) -> None:
+    """Let go of what the taps of ``requests`` captured (a step that raised, or one that
+    is not a step after all)."""
+    if requests is not None:
+        for tap in _taps(requests):
+            tap.release()
+
+
+def _taps(requests: dict[int, Any]) -> list[Any]:
+    return [
+        tap for fetches in requests.values() for op in summary_ops_in(fetches) for tap in op.taps
+    ]
 
 
 def call_after_run(
@@ -60,7 +80,10 @@ def call_after_run(
         for _, hook in indexed_hooks:
             hook.after_run(context, _NO_RESULTS)
         return
-    results = evaluate_with(requests, output, plans, resolve=False)
+    try:
+        results = evaluate_with(requests, output, plans, resolve=False)
+    finally:
+        release_taps(requests)  # nothing captured outlives the step
     for index, hook in indexed_hooks:
         hook.after_run(
             context, SessionRunValues(results[index]) if index in results else _NO_RESULTS

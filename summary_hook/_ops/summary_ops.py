@@ -131,6 +131,13 @@ class SummaryOp:
         return any(leaf.kind == "text" for leaf in self.leaves)
 
     @functools.cached_property
+    def taps(self) -> tuple[Any, ...]:
+        """The :func:`output_of` functions of its values, which a due step arms."""
+        from summary_hook._ops.taps import Tap
+
+        return tuple(dict.fromkeys(leaf.fn for leaf in self.leaves if isinstance(leaf.fn, Tap)))
+
+    @functools.cached_property
     def has_optional_values(self) -> bool:
         """Whether some value may be absent at a due step (see ``Leaf.optional``)."""
         return any(leaf.optional for leaf in self.leaves)
