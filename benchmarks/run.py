@@ -43,6 +43,7 @@ MEASUREMENTS = {
     "P11": "p11_remote",
     "P12": "p12_images",
     "P13": "p13_many_tensors",
+    "P14": "p14_watched_non_due",
 }
 
 
