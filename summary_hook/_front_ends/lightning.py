@@ -39,7 +39,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from typing_extensions import override
 
 from summary_hook._evaluation.plans import PlanCache
-from summary_hook._events.writer import (
+from summary_hook._events.hook_writers import (
     DiscardWriter,
     HookWriter,
     flush_after_failure,

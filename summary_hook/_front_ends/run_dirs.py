@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from summary_hook._events.writer import FileWriter, HookWriter, as_summary_writer
+from summary_hook._events.hook_writers import HookWriter, as_summary_writer
+from summary_hook._events.writer import FileWriter
 
 __all__ = ["RunWriter", "close_run", "run_writer"]
 

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from summary_hook._evaluation.plans import PlanCache
-from summary_hook._events.writer import flush_after_failure
+from summary_hook._events.hook_writers import flush_after_failure
 from summary_hook._hooks.protocol import SessionRunArgs, SessionRunContext, SessionRunHook
 from summary_hook._hooks.run import call_after_run, call_before_run, release_taps
 from summary_hook._ops.scaffold import Scaffold

@@ -31,7 +31,7 @@ from typing import Any
 from tensorboard.compat.proto.event_pb2 import SessionLog
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from summary_hook._events.writer import writer_logdir
+from summary_hook._events.hook_writers import writer_logdir
 from summary_hook._events.writer_cache import directory_key
 
 __all__ = ["RestartLedger", "ledger_for", "mark_restart"]

@@ -9,7 +9,7 @@ from typing import Any
 from tensorboard.compat.proto.summary_pb2 import Summary
 
 from summary_hook._evaluation import distributed
-from summary_hook._events.writer import DiscardWriter, HookWriter, as_summary_writer
+from summary_hook._events.hook_writers import DiscardWriter, HookWriter, as_summary_writer
 from summary_hook._events.writer_cache import SummaryWriterCache
 from summary_hook._hooks.protocol import (
     SessionRunArgs,
