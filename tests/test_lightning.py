@@ -502,3 +502,32 @@ def test_watch_summarizes_the_gradients_the_optimizer_used_under_bf16_clipping_a
     assert [step for step, _ in norms] == [1, 2, 3, 4]
     assert all(value == pytest.approx(0.01, rel=1e-3) for _, value in norms), norms
     assert {"weights/net.weight", "gradients/net.bias"} <= set(acc.Tags()["histograms"])
+
+
+class Tapped(TinyModel):
+    def __init__(self) -> None:
+        super().__init__()
+        sh.histogram("act/net", sh.output_of(self.net))
+
+
+def test_output_of_under_lightning_captures_the_due_batches_only(tmp_path, monkeypatch):
+    from summary_hook._ops.taps import Tap
+
+    armed_calls = []
+    capture = Tap._capture
+
+    def counting(self, module, args, output):
+        armed_calls.append(self.armed)
+        capture(self, module, args, output)
+
+    monkeypatch.setattr(Tap, "_capture", counting)
+    trainer = make_trainer(
+        str(tmp_path),
+        max_steps=7,
+        callbacks=[sh.SummarySaver(save_steps=3, output_dir=str(tmp_path))],
+    )
+    trainer.fit(Tapped(), make_loader())
+    written = accumulator(str(tmp_path)).Histograms("act/net")
+    assert [e.step for e in written] == [1, 4, 7]
+    assert all(e.histogram_value.num == 2 for e in written)  # batch 2, one output each
+    assert armed_calls == [True, True, True]  # no hook call on the other batches
