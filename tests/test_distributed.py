@@ -126,6 +126,20 @@ def test_watch_of_an_fsdp2_model_writes_the_unsharded_models_histograms_and_norm
             assert collectives == ["allreduce_"] * 3
 
 
+def test_watched_activations_of_every_rank_are_counted_together(tmp_path):
+    run_ranks(SCRIPT, str(tmp_path), "activations")
+    ranks = [torch.load(os.path.join(str(tmp_path), f"activations{r}.pt")) for r in (0, 1)]
+    written = scalars(str(tmp_path))["zero_fraction/1"]
+    assert [step for step, _ in written] == [1, 3]
+    for step, fraction in written:
+        together = torch.cat([outputs[step].reshape(-1) for outputs in ranks])
+        assert_same_histogram(
+            written_histogram(str(tmp_path), "activations/1", step), reference_histogram(together)
+        )
+        means = [float((outputs[step] == 0).double().mean()) for outputs in ranks]
+        assert fraction == pytest.approx(sum(means) / 2, rel=1e-6)  # the ranks' mean
+
+
 @pytest.fixture(scope="module")
 def fsdp_run(tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("fsdp"))

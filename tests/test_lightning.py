@@ -531,3 +531,32 @@ def test_output_of_under_lightning_captures_the_due_batches_only(tmp_path, monke
     assert [e.step for e in written] == [1, 4, 7]
     assert all(e.histogram_value.num == 2 for e in written)  # batch 2, one output each
     assert armed_calls == [True, True, True]  # no hook call on the other batches
+
+
+class CheckpointedActivations(TinyModel):
+    """training_step runs the layers itself (not the module's forward) through a
+    reentrant checkpoint, which recomputes them in the backward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act = torch.nn.ReLU()
+        sh.watch(self, weights=False, gradients=False, activations=torch.nn.ReLU)
+
+    def training_step(self, batch, batch_idx):
+        from torch.utils.checkpoint import checkpoint
+
+        x, y = batch
+        h = checkpoint(lambda t: self.act(self.net(t)), x.requires_grad_(), use_reentrant=True)
+        return torch.nn.functional.mse_loss(h, y)
+
+
+def test_watched_activations_under_lightning_are_not_counted_again_when_recomputed(tmp_path):
+    trainer = make_trainer(
+        str(tmp_path),
+        max_steps=3,
+        callbacks=[sh.SummarySaver(save_steps=1, output_dir=str(tmp_path))],
+    )
+    trainer.fit(CheckpointedActivations(), make_loader())
+    written = accumulator(str(tmp_path)).Histograms("activations/act")
+    assert [e.step for e in written] == [1, 2, 3]
+    assert all(e.histogram_value.num == 2 for e in written)  # a batch of 2, one output each

@@ -113,7 +113,7 @@ def test_watch_filters_by_name_and_by_module_type(kwargs, expected):
         (lambda: sh.watch("model"), TypeError, r"watch takes a torch.nn.Module, got 'model'"),
         (lambda: sh.watch(model(), include="("), ValueError, r"watch: include='\(' is not a regular expression"),
         (lambda: sh.watch(model(), include="nothing"), ValueError, r"no parameter of Sequential is left by include='nothing'"),
-        (lambda: sh.watch(model(), weights=False, gradients=False), ValueError, r"leave nothing to summarize"),
+        (lambda: sh.watch(model(), weights=False, gradients=False), ValueError, r"without activations, leave nothing to summarize"),
         (lambda: sh.watch(model(), module_types=int), TypeError, r"module_types must be module classes, got <class 'int'>"),
         (lambda: sh.watch(model(), norms=1), TypeError, r"watch: norms must be a bool, got 1"),
     ],
@@ -138,3 +138,141 @@ def test_a_watched_model_can_be_pickled_with_its_op():
     net2, op2 = pickle.loads(pickle.dumps((net, op)))
     backward(net2)
     assert values(op2)["global_norm/gradient_norm"].simple_value > 0
+
+
+class Blocks(torch.nn.Module):
+    """Two blocks of Linear and ReLU, the first of them checkpointed when asked."""
+
+    def __init__(self, checkpointed: bool | None = None) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1, self.relu1 = torch.nn.Linear(6, 5), torch.nn.ReLU()
+        self.fc2, self.relu2 = torch.nn.Linear(5, 3), torch.nn.ReLU()
+        self.checkpointed = checkpointed
+
+    def first(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu1(self.fc1(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.checkpointed is None:
+            h = self.first(x)
+        else:
+            from torch.utils.checkpoint import checkpoint
+
+            h = checkpoint(self.first, x, use_reentrant=self.checkpointed)
+        return self.relu2(self.fc2(h))
+
+
+def save_one_step(model: torch.nn.Module, op: sh.SummaryOp, logdir: str, x: torch.Tensor) -> dict:
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=logdir, summary_op=op)
+    with sh.MonitoredSession(hooks=[hook]) as sess:
+        sess.run(lambda: model(x).pow(2).sum().backward())
+    sh.SummaryWriterCache.get(logdir).flush()
+    from tests.conftest import accumulator
+
+    acc = accumulator(logdir)
+    histograms = {tag: acc.Histograms(tag)[0].histogram_value for tag in acc.Tags()["histograms"]}
+    scalars = {tag: acc.Scalars(tag)[0].value for tag in acc.Tags()["scalars"]}
+    return {**histograms, **scalars}
+
+
+@pytest.mark.parametrize(
+    ("checkpointed", "early_stop"),
+    [(None, True), (False, True), (False, False), (True, True)],
+    ids=["plain", "non-reentrant", "non-reentrant, no early stop", "reentrant"],
+)
+def test_activations_are_counted_once_each_as_numpy_does(tmp_path, checkpointed, early_stop):
+    from torch.utils.checkpoint import set_checkpoint_early_stop
+
+    model = Blocks(checkpointed)
+    op = sh.watch(model, weights=False, gradients=False, activations=torch.nn.ReLU, collections=[])
+    assert op.tags == (
+        "activations/relu1",
+        "zero_fraction/relu1",
+        "activations/relu2",
+        "zero_fraction/relu2",
+    )
+    x = torch.randn(
+        7, 6, generator=torch.Generator().manual_seed(3), requires_grad=checkpointed is True
+    )
+    with set_checkpoint_early_stop(early_stop):
+        written = save_one_step(model, op, str(tmp_path), x)
+    with torch.no_grad():
+        first = model.first(x)
+        expected = {"relu1": first, "relu2": model.relu2(model.fc2(first))}
+    for name, values in expected.items():
+        array = values.numpy().reshape(-1)
+        histo = written[f"activations/{name}"]
+        assert nonempty(histo) == numpy_histogram(array), name  # each call once: no recomputation
+        assert (histo.num, histo.min, histo.max) == (array.size, array.min(), array.max())
+        assert written[f"zero_fraction/{name}"] == pytest.approx(float((array == 0).mean()))
+
+
+def test_activations_of_a_module_called_twice_count_both_calls(tmp_path):
+    shared = torch.nn.ReLU()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), shared, torch.nn.Linear(4, 4), shared)
+    op = sh.watch(model, weights=False, gradients=False, activations=r"^1$", collections=[])
+    written = save_one_step(model, op, str(tmp_path), torch.randn(3, 4))
+    assert written["activations/1"].num == 2 * 3 * 4
+
+
+def test_activations_keep_counts_not_outputs(tmp_path):
+    model = Blocks()
+    op = sh.watch(model, weights=False, gradients=False, activations=True, collections=[])
+    taps = op.taps
+    kept = []
+
+    class Look(sh.SessionRunHook):
+        def before_run(self, run_context):
+            return None
+
+    def step(x):
+        out = model(x)
+        kept.append([list(tap.captured) for tap in taps])  # after the forward, before evaluation
+        return out.sum()
+
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path), summary_op=op)
+    with sh.MonitoredSession(hooks=[hook, Look()]) as sess:
+        sess.run(step, torch.randn(2, 6))
+    assert kept == [[[], [], [], []]]  # rows only: no output of the four modules is held
+
+
+@pytest.mark.parametrize(
+    ("activations", "error", "message"),
+    [
+        ("nothing", ValueError, r"activations='nothing' chooses no module of Blocks"),
+        (3, TypeError, r"activations must be a regular expression, module classes or True, got 3"),
+    ],
+)
+def test_watch_raises_on_bad_activations(activations, error, message):
+    with pytest.raises(error, match=message):
+        sh.watch(Blocks(), activations=activations, collections=[])
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_activations_of_a_compiled_model_equal_eager_with_two_graphs(tmp_path):
+    graphs = []
+
+    def counting(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    model = Blocks()
+    compiled = torch.compile(model, backend=counting)
+    op = sh.watch(model, weights=False, gradients=False, activations=torch.nn.ReLU, collections=[])
+    hook = sh.SummarySaverHook(save_steps=2, output_dir=str(tmp_path), summary_op=op)
+    batches = [torch.randn(4, 6, generator=torch.Generator().manual_seed(i)) for i in range(6)]
+    with sh.MonitoredSession(hooks=[hook]) as sess:
+        for x in batches:
+            sess.run(lambda x=x: compiled(x).sum())
+    sh.SummaryWriterCache.get(str(tmp_path)).flush()
+    from tests.conftest import accumulator
+
+    written = accumulator(str(tmp_path)).Histograms("activations/relu1")
+    assert [e.step for e in written] == [1, 3, 5]
+    for event in written:
+        with torch.no_grad():
+            expected = model.first(batches[event.step - 1]).numpy().reshape(-1)
+        assert nonempty(event.histogram_value) == numpy_histogram(expected)
+    assert len(graphs) == 2

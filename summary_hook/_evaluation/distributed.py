@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 
 from summary_hook._evaluation.errors import SummaryEvaluationError
+from summary_hook._ops.taps import Counted
 
 if TYPE_CHECKING:
     from torch.distributed.tensor import DTensor
@@ -270,13 +271,23 @@ class Reductions:
             )
 
     def add_histogram(
-        self, index: int, tag: str, value: torch.Tensor, reduce: str | None, group: Any
+        self, index: int, tag: str, value: torch.Tensor | Counted, reduce: str | None, group: Any
     ) -> bool:
         """Add a histogram that needs other ranks; False as for :meth:`add_scalar`.
 
         Raises:
             ValueError: If a DTensor has ``reduce``.
         """
+        if isinstance(value, Counted):  # counted where the values were: its row crosses
+            if not _in_group(group):
+                return False
+            count = torch.full((1,), float(value.num), dtype=torch.float64, device=value.row.device)
+            sums = torch.cat((count, value.row[2:]))
+            maxes = torch.stack((value.row[1], -value.row[0]))
+            self._batch(group).add(
+                index, tag, sums, maxes, functools.partial(_finish_histogram, tag)
+            )
+            return True
         if is_dtensor(value):
             if reduce is not None:
                 raise ValueError(_DTENSOR_REDUCE.format(kind="histogram", tag=tag, reduce=reduce))

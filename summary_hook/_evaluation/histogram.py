@@ -34,6 +34,7 @@ from tensorboard.compat.proto.summary_pb2 import HistogramProto
 __all__ = [
     "BUCKET_LIMITS",
     "STATS",
+    "combine_rows",
     "device_histogram",
     "device_histograms",
     "histogram_proto",
@@ -334,6 +335,11 @@ def _batched(tensors: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
     out[:, 2] = total
     out[:, 3] = squares
     return out
+
+
+def combine_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The :func:`device_histogram` row of two sets of values from each one's row."""
+    return torch.cat((torch.minimum(a[:1], b[:1]), torch.maximum(a[1:2], b[1:2]), a[2:] + b[2:]))
 
 
 def histogram_proto(host: np.ndarray, num: int, tag: str = "") -> HistogramProto:

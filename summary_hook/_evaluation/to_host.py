@@ -30,6 +30,7 @@ from summary_hook._evaluation.histogram import (
 )
 from summary_hook._evaluation.images import Pixels, image_pixels
 from summary_hook._evaluation.plans import Plan
+from summary_hook._ops.taps import Counted
 
 __all__ = ["MISSING", "LocalFailure", "text_tensor", "to_host"]
 
@@ -49,7 +50,7 @@ class _DeviceBatch:
         self.scalars: torch.Tensor | None = None  # 1-D, any real dtype
         self.scalar_numbers: list[int] = []  # where each stacked scalar goes in ``numbers``
         # (number, tag, values): counted together when the batch crosses
-        self.histograms: list[tuple[int, str, torch.Tensor]] = []
+        self.histograms: list[tuple[int, str, torch.Tensor | Counted]] = []
         # Each reduced vector, with what stores its values from its host copy.
         self.reduced: list[tuple[torch.Tensor, Any]] = []
         self.images: list[tuple[int, torch.Tensor]] = []  # (number, [N, H, W, C] uint8)
@@ -59,7 +60,7 @@ class _DeviceBatch:
         parts = [] if self.scalars is None else [self.scalars]
         counted = None
         if self.histograms:  # every histogram of the device in a few batched passes
-            counted = device_histograms([values for _, _, values in self.histograms])
+            counted = _count(self.histograms)
             parts.append(counted.reshape(-1))
         if self.reduced or self.images:
             parts = [part.to(torch.float64) for part in parts]
@@ -78,7 +79,7 @@ class _DeviceBatch:
                     numbers[index] = number
         if counted is not None:
             rows = host.numpy()[count : count + counted.numel()].reshape(counted.shape)
-            sizes = [tensor.numel() for _, _, tensor in self.histograms]
+            sizes = [_size(values) for _, _, values in self.histograms]
             tags = [tag for _, tag, _ in self.histograms]
             protos = histogram_protos(rows, sizes, tags)
             for (index, _, _), proto in zip(self.histograms, protos, strict=True):
@@ -106,6 +107,22 @@ class _DeviceBatch:
             numbers[index] = Pixels(list(batch))
             offset += size
         return torch.from_numpy(host[: floats.numel() * 8].view(np.float64))
+
+
+def _count(histograms: list[tuple[int, str, torch.Tensor | Counted]]) -> torch.Tensor:
+    """The rows of a device's histograms: its tensors counted together, with the rows
+    that were counted where the values were (``sh.watch``'s activations)."""
+    tensors = [values for _, _, values in histograms if isinstance(values, torch.Tensor)]
+    if len(tensors) == len(histograms):
+        return device_histograms(tensors)
+    rows = iter(device_histograms(tensors)) if tensors else iter(())
+    return torch.stack(
+        [values.row if isinstance(values, Counted) else next(rows) for _, _, values in histograms]
+    )
+
+
+def _size(values: torch.Tensor | Counted) -> int:
+    return values.num if isinstance(values, Counted) else values.numel()
 
 
 class LocalFailure(Exception):
@@ -203,23 +220,32 @@ class _Counting:
         self.counted: dict[int, int] = {}
 
     def add(
-        self, index: int, tag: str, tensor: torch.Tensor, reduce: str | None, group: Any
+        self,
+        index: int,
+        tag: str,
+        tensor: torch.Tensor | Counted,
+        reduce: str | None,
+        group: Any,
     ) -> None:
-        """Count ``tensor`` into ``numbers[index]``."""
+        """Count ``tensor`` into ``numbers[index]`` (or use its row, already counted)."""
         if reduce is None:
             self.counted.setdefault(id(tensor), index)
         if (is_dtensor(tensor) or reduce) and self.reductions.add_histogram(
             index, tag, tensor, reduce, group
         ):
             return
-        if tensor.numel() == 0:
+        if isinstance(tensor, Counted):
+            self.batches.setdefault(tensor.row.device, _DeviceBatch()).histograms.append(
+                (index, tag, tensor)
+            )
+        elif tensor.numel() == 0:
             self.numbers[index] = histogram_proto(np.empty(0), 0)
         else:
             self.batches.setdefault(tensor.device, _DeviceBatch()).histograms.append(
                 (index, tag, tensor)
             )
 
-    def index_of(self, tag: str, tensor: torch.Tensor) -> int:
+    def index_of(self, tag: str, tensor: torch.Tensor | Counted) -> int:
         """Where ``tensor``'s histogram is, counting it first if no op has."""
         index = self.counted.get(id(tensor))
         if index is None:
@@ -229,7 +255,7 @@ class _Counting:
         return index
 
 
-def _norm_values(tag: str, value: Any, optional: bool) -> list[torch.Tensor] | None:
+def _norm_values(tag: str, value: Any, optional: bool) -> list[torch.Tensor | Counted] | None:
     """The tensors whose norm a norm op writes (one, or each of a list: a global norm);
     None when there are none and the op is optional, as a frozen layer's gradients."""
     values = list(value) if isinstance(value, (list, tuple)) else [value]
@@ -348,7 +374,9 @@ def _scalar_value(tag: str, value: Any) -> float | torch.Tensor:
     )
 
 
-def _histogram_value(tag: str, value: Any) -> torch.Tensor:
+def _histogram_value(tag: str, value: Any) -> torch.Tensor | Counted:
+    if isinstance(value, Counted):
+        return value
     if isinstance(value, torch.Tensor):
         _check_real_tensor(tag, "histogram", value)
         return value

@@ -8,6 +8,7 @@ Lightning                     hook protocol
 ``on_fit_start``              ``begin()`` on each hook, then the scaffold is finalized
 ``on_train_start``            ``after_create_session`` (a resumed step is visible here)
 ``on_train_batch_start``      ``before_run``, on batches that end in an optimizer step
+``on_before_backward``        the requested ops' taps close (a recomputed forward)
 ``on_train_batch_end``        requested ops evaluated with ``outputs``, ``after_run``
 ``on_train_end``              ``end()``
 ``on_exception``              every event writer flushed (``end()`` is skipped)
@@ -50,7 +51,7 @@ from summary_hook._front_ends.run_dirs import close_run, run_writer
 from summary_hook._front_ends.spawn import portable_collection, register_again
 from summary_hook._hooks.protocol import SessionRunArgs, SessionRunContext, SessionRunHook
 from summary_hook._hooks.restarts import ledger_for, mark_restart
-from summary_hook._hooks.run import call_after_run, call_before_run, release_taps
+from summary_hook._hooks.run import call_after_run, call_before_run, close_taps, release_taps
 from summary_hook._hooks.step_counter import StepCounterHook
 from summary_hook._hooks.summary_saver import SaverOptions, SummarySaverHook
 from summary_hook._ops.scaffold import Scaffold
@@ -151,6 +152,13 @@ class HookCallback(pl.Callback):
         call_after_run(self._indexed_hooks, context, self._requests, outputs, self._plans)
         if context.stop_requested:
             trainer.should_stop = True
+
+    @override
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: Any
+    ) -> None:
+        # A recomputed forward (activation checkpointing) is captured no more.
+        close_taps(self._requests if self._context is not None else None)
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -18,7 +18,7 @@ from summary_hook._hooks.protocol import (
     SessionRunValues,
 )
 
-__all__ = ["call_after_run", "call_before_run", "release_taps"]
+__all__ = ["call_after_run", "call_before_run", "close_taps", "release_taps"]
 
 _NO_RESULTS = SessionRunValues(None)
 
@@ -56,6 +56,14 @@ def release_taps(requests: dict[int, Any] | None) -> None:
     if requests is not None:
         for tap in _taps(requests):
             tap.release()
+
+
+def close_taps(requests: dict[int, Any] | None) -> None:
+    """The step's backward pass begins: its taps capture nothing more (a recomputed
+    forward, under activation checkpointing, is not counted twice)."""
+    if requests is not None:
+        for tap in _taps(requests):
+            tap.close()
 
 
 def _taps(requests: dict[int, Any]) -> list[Any]:

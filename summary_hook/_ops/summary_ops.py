@@ -133,9 +133,10 @@ class SummaryOp:
     @functools.cached_property
     def taps(self) -> tuple[Any, ...]:
         """The :func:`output_of` functions of its values, which a due step arms."""
-        from summary_hook._ops.taps import Tap
+        from summary_hook._ops.taps import tap_of
 
-        return tuple(dict.fromkeys(leaf.fn for leaf in self.leaves if isinstance(leaf.fn, Tap)))
+        taps = (tap_of(leaf.fn) for leaf in self.leaves)
+        return tuple(dict.fromkeys(tap for tap in taps if tap is not None))
 
     @functools.cached_property
     def has_optional_values(self) -> bool:

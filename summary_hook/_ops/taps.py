@@ -19,11 +19,12 @@ Thread contract: a tap belongs to the training thread of the session that arms i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["Tap", "output_of"]
+__all__ = ["ActivationTap", "BackwardScope", "Counted", "Tap", "output_of", "tap_of"]
 
 
 class Tap:
@@ -36,6 +37,7 @@ class Tap:
         self._module = module
         self._handle: Any = None
         self.armed = False
+        self.closed = False  # the step's forward pass is over: a recomputation follows
         self.captured: list[torch.Tensor] = []
         self.permanent = permanent
         if permanent:
@@ -47,9 +49,15 @@ class Tap:
         if self._handle is None:
             self._install()
 
+    def close(self) -> None:
+        """Capture nothing more this step: its backward pass begins, and with it any
+        recomputation of the forward (activation checkpointing)."""
+        self.closed = True
+
     def release(self) -> None:
         """Let go of what was captured; in eager mode, remove the hook."""
         self.armed = False
+        self.closed = False
         self.captured = []
         if not self.permanent and self._handle is not None:
             self._handle.remove()
@@ -74,7 +82,7 @@ class Tap:
         self._handle = self._module.register_forward_hook(self._capture)
 
     def _capture(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if self.armed:
+        if self.armed and not self.closed:
             if torch.compiler.is_compiling():
                 self.permanent = True  # see the module's docstring
             if isinstance(output, torch.Tensor):
@@ -82,6 +90,137 @@ class Tap:
 
     def __repr__(self) -> str:
         return f"output_of({type(self._module).__name__})"
+
+
+@dataclass(frozen=True)
+class Counted:
+    """A histogram counted where the values were, as ``device_histogram`` gives it: the
+    ``[STATS + buckets]`` float64 row on the values' device, and how many values."""
+
+    row: torch.Tensor
+    num: int
+
+
+class BackwardScope:
+    """Closes the activation taps of one model when the backward pass reaches its output.
+
+    A forward hook on the model, while a tap is armed, puts a gradient hook on the
+    model's output; the backward pass calls it before it reaches anything inside the
+    model, so before any recomputation of a checkpointed part of the forward, whose
+    calls are then not captured twice. Eager mode only: under ``torch.compile`` the taps
+    are not closed (see ``output_of``). Under Lightning, whose module's own forward
+    may never run, the callback closes the taps at ``on_before_backward``.
+    """
+
+    def __init__(self, root: torch.nn.Module) -> None:
+        self._root = root
+        self._handle: Any = None
+        self.taps: list[Tap] = []
+
+    def arm(self) -> None:
+        if self._handle is None:
+            self._handle = self._root.register_forward_hook(self._on_output)
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def _on_output(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if torch.compiler.is_compiling():
+            return
+        tensor = _grad_tensor(output)
+        if tensor is not None:
+            tensor.register_hook(self._close)  # type: ignore[no-untyped-call]
+
+    def _close(self, grad: torch.Tensor) -> None:
+        for tap in self.taps:
+            tap.close()
+
+
+def _grad_tensor(output: Any) -> torch.Tensor | None:
+    """The first tensor in ``output`` that takes part in the backward pass, if any."""
+    if isinstance(output, torch.Tensor):
+        return output if output.requires_grad else None
+    items = output.values() if isinstance(output, dict) else output
+    if isinstance(output, (tuple, list, dict)):
+        for item in items:
+            found = _grad_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+class ActivationTap(Tap):
+    """A tap of ``sh.watch``'s activations: each captured output is counted into a
+    histogram row at once, in the hook, so that only the row (12 KB) is kept, not the
+    output, and a deep model's activations are never held together. Under
+    ``torch.compile`` the outputs are kept as a plain tap keeps them (counting inside the
+    compiled graph is not attempted).
+    """
+
+    def __init__(self, module: torch.nn.Module, scope: BackwardScope) -> None:
+        super().__init__(module, permanent=False)
+        self._scope = scope
+        scope.taps.append(self)
+        self._row: torch.Tensor | None = None
+        self._num = 0
+        self._zeros: torch.Tensor | None = None
+
+    def arm(self) -> None:
+        super().arm()
+        self._scope.arm()
+
+    def release(self) -> None:
+        super().release()
+        self._scope.release()
+        self._row, self._num, self._zeros = None, 0, None
+
+    def __call__(self) -> Any:
+        if self.captured:  # compiled: the outputs themselves
+            return super().__call__()
+        if self._row is None:
+            super().__call__()  # raises, saying why
+        assert self._row is not None
+        return Counted(self._row, self._num)
+
+    def zero_fraction(self) -> torch.Tensor:
+        """The fraction of the captured values that are zero, TensorFlow's
+        ``zero_fraction``, on their device."""
+        if self.captured:
+            values = super().__call__()
+            return (values == 0).sum() / values.numel()
+        if self._zeros is None:
+            super().__call__()  # raises, saying why
+        assert self._zeros is not None
+        return self._zeros / self._num
+
+    def _capture(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if not self.armed or self.closed or not isinstance(output, torch.Tensor):
+            return
+        if torch.compiler.is_compiling():
+            self.permanent = True
+            self.captured.append(output.detach())
+            return
+        from summary_hook._evaluation.histogram import combine_rows, device_histogram
+
+        with torch.no_grad():
+            values = output.detach()
+            if values.numel() == 0:
+                return
+            row = device_histogram(values)
+            zeros = (values == 0).sum()
+        self._row = row if self._row is None else combine_rows(self._row, row)
+        self._zeros = zeros if self._zeros is None else self._zeros + zeros
+        self._num += values.numel()
+
+
+def tap_of(fn: object) -> Tap | None:
+    """The tap a summary function is, or is a method of (``zero_fraction``), if any."""
+    if isinstance(fn, Tap):
+        return fn
+    owner = getattr(fn, "__self__", None)
+    return owner if isinstance(owner, Tap) else None
 
 
 def output_of(module: torch.nn.Module, *, permanent: bool = False) -> Tap:
@@ -97,8 +236,9 @@ def output_of(module: torch.nn.Module, *, permanent: bool = False) -> Tap:
     counted once. Under gradient accumulation it is the due window's last micro-batch's,
     as under Lightning. Under ``torch.compile`` it works unchanged (see
     ``_ops.taps``); ``permanent=True`` is for a model compiled before its first due step.
-    A module whose forward is recomputed in the backward pass (activation
-    checkpointing) is captured in the recomputation too: not yet told apart.
+    A forward recomputed in the backward pass (activation checkpointing) is not captured
+    again under Lightning, whose callback closes the taps at ``on_before_backward``; in
+    a plain loop, ``watch(..., activations=)`` tells it apart (``BackwardScope``).
 
     Args:
         module: The module whose output to capture (the tensor it returns).

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from summary_hook._ops.summary_ops import Leaf, SummaryOp, clean_tag, register
+from summary_hook._ops.taps import ActivationTap, BackwardScope
 
 __all__ = ["watch"]
 
@@ -37,11 +38,13 @@ def watch(
     include: str | None = None,
     exclude: str | None = None,
     module_types: type[torch.nn.Module] | tuple[type[torch.nn.Module], ...] | None = None,
+    activations: Any = None,
     prefix: str = "",
     collections: Iterable[str] | None = None,
 ) -> SummaryOp:
     """Summarize every parameter of ``module``: histograms of the weights and gradients,
-    their norms, and the global gradient norm, on due steps only.
+    their norms, and the global gradient norm, on due steps only; and, when asked, the
+    outputs of chosen modules.
 
     Tags carry each parameter's qualified name (``model.named_parameters()``):
     ``weights/<name>`` and ``gradients/<name>`` (histograms), ``weight_norm/<name>`` and
@@ -50,6 +53,16 @@ def watch(
     None at a due step (a frozen or unused parameter, or a step before the first
     backward) is left out, with one warning naming it. Calling ``watch`` again with the
     same ``prefix`` replaces the earlier op, as registering a tag again does.
+
+    Activations (``activations=``) are the outputs of the chosen modules in the due step:
+    ``activations/<name>`` (a histogram, each call of the module counted once) and, for
+    ReLU-like modules, TensorFlow's ``zero_fraction/<name>``. Each output is counted
+    into its histogram in the module's forward hook, so only the counts (12 KB a
+    module) are kept, never the activations. A forward recomputed in the backward pass
+    (activation checkpointing) is not counted again, in eager mode: the taps close when
+    the backward pass reaches ``module``'s output (or, under Lightning, at
+    ``on_before_backward``). Under ``torch.distributed`` every rank's activations are
+    counted together (``reduce="sum"``), and the zero fractions averaged over ranks.
 
     Args:
         module: The model.
@@ -61,6 +74,9 @@ def watch(
         exclude: Leave out parameters whose qualified name matches it.
         module_types: Only the parameters of modules of these types (their own, not
             their submodules').
+        activations: Which modules' outputs to summarize: a regular expression of their
+            qualified names (``named_modules()``), a module class or a tuple of them, or
+            True for every module without children. None (the default): none.
         prefix: Put before every tag, to watch several models (``"critic/"``).
         collections: As for :func:`scalar`.
 
@@ -87,14 +103,19 @@ def watch(
     for name, flag in (("weights", weights), ("gradients", gradients), ("norms", norms)):
         if not isinstance(flag, bool):
             raise TypeError(f"watch: {name} must be a bool, got {flag!r}")
-    if not (weights or gradients):
-        raise ValueError("watch: weights=False and gradients=False leave nothing to summarize")
+    wants_activations = activations is not None and activations is not False
+    if not (weights or gradients or wants_activations):
+        raise ValueError(
+            "watch: weights=False and gradients=False, without activations, leave nothing "
+            "to summarize"
+        )
     if not isinstance(prefix, str):
         raise TypeError(f"watch: prefix must be a str, got {prefix!r}")
-    names = _selected(
-        module, _pattern("include", include), _pattern("exclude", exclude), module_types
-    )
-    if not names:
+    names: list[str] = []
+    if weights or gradients:
+        include_, exclude_ = _pattern("include", include), _pattern("exclude", exclude)
+        names = _selected(module, include_, exclude_, module_types)
+    if (weights or gradients) and not names:
         raise ValueError(
             f"watch: no parameter of {type(module).__name__} is left by include={include!r}, "
             f"exclude={exclude!r} and module_types={module_types!r}"
@@ -111,12 +132,56 @@ def watch(
             leaves.append(_leaf(prefix, "weight_norm", name, "norm", weight))
         if gradients and norms:
             leaves.append(_leaf(prefix, "gradient_norm", name, "norm", grad, optional=True))
-    if gradients:
+    if gradients and names:
         every = functools.partial(_gradients, module, tuple(names))
         leaves.append(_leaf(prefix, "global_norm", "gradient_norm", "norm", every, optional=True))
+    if wants_activations:
+        leaves += _activation_leaves(module, activations, prefix)
     op = SummaryOp(tuple(leaves))
     register(op, collections, key=f"watch:{prefix}")  # (a key no tag can be)
     return op
+
+
+#: Modules whose outputs TensorFlow also summarized as a fraction of zeros.
+ZERO_FRACTION_MODULES = (torch.nn.ReLU, torch.nn.ReLU6, torch.nn.Softplus)
+
+
+def _activation_leaves(module: torch.nn.Module, activations: Any, prefix: str) -> list[Leaf]:
+    chosen = _activation_modules(module, activations)
+    if not chosen:
+        raise ValueError(
+            f"watch: activations={activations!r} chooses no module of {type(module).__name__}"
+        )
+    scope = BackwardScope(module)
+    leaves = []
+    for name, child in chosen:
+        tap = ActivationTap(child, scope)
+        tag = clean_tag(f"{prefix}activations/{name}")
+        leaves.append(Leaf(tag, "histogram", tap, False, "sum"))
+        if isinstance(child, ZERO_FRACTION_MODULES):
+            tag = clean_tag(f"{prefix}zero_fraction/{name}")
+            leaves.append(Leaf(tag, "scalar", tap.zero_fraction, False, "mean"))
+    return leaves
+
+
+def _activation_modules(
+    module: torch.nn.Module, activations: Any
+) -> list[tuple[str, torch.nn.Module]]:
+    named = [(name, m) for name, m in module.named_modules() if name]
+    if activations is True:
+        return [(name, m) for name, m in named if not any(True for _ in m.children())]
+    if isinstance(activations, str):
+        pattern = _pattern("activations", activations)
+        assert pattern is not None
+        return [(name, m) for name, m in named if pattern.search(name)]
+    kinds = activations if isinstance(activations, tuple) else (activations,)
+    modules = all(isinstance(k, type) and issubclass(k, torch.nn.Module) for k in kinds)
+    if not kinds or not modules:
+        raise TypeError(
+            "watch: activations must be a regular expression, module classes or True, "
+            f"got {activations!r}"
+        )
+    return [(name, m) for name, m in named if isinstance(m, kinds)]
 
 
 def _pattern(argument: str, pattern: str | None) -> re.Pattern[str] | None:

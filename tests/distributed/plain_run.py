@@ -16,6 +16,8 @@ MODE:
   raise1   rank 1's summary function raises at the second due step
   watch    sh.watch of a fully_shard (FSDP2) model, every rank on the same batch; rank
            zero saves an unsharded copy's weights and gradients, trained alike
+  activations  sh.watch(activations=ReLU) of a replicated model, each rank on its own
+           batch; each rank saves its ReLU's outputs at the due steps
   subgroup (3 ranks) reduce= over a group of ranks 0 and 1 only
   bad_values (3 ranks) at the second due step rank 1's text and, at the next, rank 2's
            image are values no summary can hold, in a plan with reduce= values
@@ -224,6 +226,22 @@ def watch(output_dir: str, rank: int) -> dict:
     if rank == 0:
         torch.save(expected, os.path.join(output_dir, "reference.pt"))
     return counter.report()
+
+
+def activations(output_dir: str, rank: int) -> dict:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 1))
+    sh.watch(model, weights=False, gradients=False, activations=torch.nn.ReLU)
+    hook = sh.SummarySaverHook(save_steps=2, output_dir=output_dir, scaffold=sh.Scaffold())
+    outputs = {}
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        for i in range(3):
+            x = torch.randn(4 + rank, 5, generator=torch.Generator().manual_seed(10 * rank + i))
+            step = session.global_step + 1
+            session.run(lambda x=x: model(x).sum().backward())
+            outputs[step] = torch.relu(model[0](x)).detach()
+    torch.save(outputs, os.path.join(output_dir, f"activations{rank}.pt"))
+    return {}
 
 
 def subgroup(output_dir: str, rank: int) -> dict:
