@@ -58,8 +58,9 @@ def register_summaries(model: nn.Module, learning_rate: Callable[[], float]) -> 
     """The demo's summary ops, in the default collection: evaluated on due steps only."""
     sh.scalar("train/loss", lambda out: out["loss"])
     sh.scalar("train/learning_rate", learning_rate)
-    # Every weight and gradient: histograms, norms and the global gradient norm.
-    sh.watch(model)
+    # Every weight and gradient (histograms, norms, the global gradient norm), and what
+    # each ReLU puts out, with the fraction of it that is zero.
+    sh.watch(model, activations=nn.ReLU)
     first = next(p for n, p in model.named_parameters() if n.endswith("weight"))
     sh.image("weights/layer0_map", lambda: weight_map(first), max_outputs=1, dataformats="HW")
     sh.text("train/report", lambda out: loss_report(out["loss"]))

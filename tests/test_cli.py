@@ -20,8 +20,13 @@ SCALARS = {
     "global_norm/gradient_norm",
     *(f"weight_norm/{name}" for name in PARAMETERS),
     *(f"gradient_norm/{name}" for name in PARAMETERS),
+    "zero_fraction/1",
+    "zero_fraction/3",
 }
-HISTOGRAMS = {f"{kind}/{name}" for kind in ("weights", "gradients") for name in PARAMETERS}
+HISTOGRAMS = {f"{kind}/{name}" for kind in ("weights", "gradients") for name in PARAMETERS} | {
+    "activations/1",
+    "activations/3",
+}
 
 
 def plain_demo(out: str, *args: str) -> None:
