@@ -28,6 +28,22 @@ def _clean_state():
     sh.clear_collection(None)
 
 
+@pytest.fixture
+def hook_calls(monkeypatch):
+    """Whether each call of an ``output_of`` tap's forward hook found the tap armed."""
+    from summary_hook._ops.taps import Tap
+
+    calls = []
+    capture = Tap._capture
+
+    def counting(self, module, args, output):
+        calls.append(self.armed)
+        return capture(self, module, args, output)
+
+    monkeypatch.setattr(Tap, "_capture", counting)
+    return calls
+
+
 def readme_blocks() -> list[tuple[str, str]]:
     """The README's fenced code blocks, in order, as ``(language, code)``."""
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as readme:

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import summary_hook as sh
-from summary_hook._ops.taps import Tap
 from tests.conftest import accumulator
 
 
@@ -21,19 +20,6 @@ def net() -> torch.nn.Module:
 
 def inputs(step: int) -> torch.Tensor:
     return torch.randn(5, 4, generator=torch.Generator().manual_seed(step))
-
-
-@pytest.fixture
-def hook_calls(monkeypatch):
-    calls = []
-    capture = Tap._capture
-
-    def counting(self, module, args, output):
-        calls.append(self.armed)
-        return capture(self, module, args, output)
-
-    monkeypatch.setattr(Tap, "_capture", counting)
-    return calls
 
 
 def run(model, op, logdir, steps=7, save_steps=3, step_fn=None):
