@@ -67,6 +67,32 @@ def test_a_dtensor_histogram_on_one_rank_equals_the_plain_one(one_rank_group):
         assert ours.value[0].histo.num == plain.value[0].histo.num == 150
 
 
+def test_many_dtensor_histograms_are_counted_together(one_rank_group, monkeypatch):
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    from summary_hook._evaluation import distributed
+
+    counted = []
+    original = distributed.device_histograms
+    monkeypatch.setattr(
+        distributed,
+        "device_histograms",
+        lambda tensors: counted.append(len(tensors)) or original(tensors),
+    )
+    mesh = init_device_mesh("cpu", (1,))
+    wholes = [torch.randn(20, 3, generator=torch.Generator().manual_seed(i)) for i in range(30)]
+    dtensors = [distribute_tensor(whole, mesh, [Shard(0)]) for whole in wholes]
+    op = sh.merge(
+        [sh.histogram(f"h{i}", lambda d=d: d, collections=[]) for i, d in enumerate(dtensors)]
+    )
+    written = sh.evaluate(op).value
+    assert counted == [30]  # one batched count for the 30 shards, not one per tensor
+    for value, whole in zip(written, wholes, strict=True):
+        plain = sh.evaluate(sh.histogram("h", lambda w=whole: w, collections=[])).value[0].histo
+        assert value.histo.bucket == plain.bucket and value.histo.num == 60
+
+
 def test_reduced_and_plain_scalars_of_one_op_each_keep_their_value(one_rank_group):
     # The plain scalar and the reduced vector cross in one copy: each takes its own part.
     op = sh.merge(

@@ -4,7 +4,8 @@ Every value that needs other ranks (a ``DTensor``, or a value with ``reduce=``) 
 contribution to two float64 vectors of its process group: one summed, one maxed (a
 minimum travels negated in the maxed one). A histogram adds its element count, sum, sum
 of squares and bucket counts to the first and its maximum and negated minimum to the
-second: O(buckets) bytes, never the tensor. Whatever the number of ops, a due step then
+second: O(buckets) bytes, never the tensor; the local values of a device are counted
+together (``device_histograms``). Whatever the number of ops, a due step then
 makes:
 
 1. one ``all_reduce`` (MAX) over the world of a status, so that when a rank failed to
@@ -42,7 +43,7 @@ from summary_hook._ops.taps import Counted
 
 if TYPE_CHECKING:
     from torch.distributed.tensor import DTensor
-from summary_hook._evaluation.histogram import BUCKET_LIMITS, device_histogram, histogram_proto
+from summary_hook._evaluation.histogram import BUCKET_LIMITS, device_histograms, histogram_proto
 
 __all__ = [
     "Reductions",
@@ -194,17 +195,20 @@ def _finish_histogram(tag: str, summed: np.ndarray, maxed: np.ndarray) -> Any:
 class Reductions:
     """The contributions of one due step, batched by process group (see the module).
 
-    Values are added with :meth:`add_scalar` and :meth:`add_histogram` (local work
-    only); :meth:`run` makes the collectives; :meth:`results` gives what crosses to
-    the host.
+    Values are added with :meth:`add_scalar` and :meth:`add_histogram`;
+    :meth:`count_histograms` counts the histograms' local values, a device's together
+    (local work only); :meth:`run` makes the collectives; :meth:`results` gives what
+    crosses to the host.
     """
 
     def __init__(self) -> None:
         self._batches: dict[Any, _Batch] = {}  # by process group
         self._reduced: list[tuple[_Batch, torch.Tensor]] = []
+        # Histograms to count: (index, tag, this rank's values or None, the device, group)
+        self._uncounted: list[tuple[int, str, torch.Tensor | None, torch.device, Any]] = []
 
     def __bool__(self) -> bool:
-        return bool(self._batches)
+        return bool(self._batches) or bool(self._uncounted)
 
     def _batch(self, group: Any) -> _Batch:
         batch = self._batches.get(group)
@@ -298,16 +302,31 @@ class Reductions:
             owner, local = True, value
         else:
             return False
-        if owner and local.numel():
-            result = device_histogram(local)  # [min, max, sum, sum_squares, counts...]
-            # (A fill on the device: a tensor made from a host value would synchronise.)
-            count = torch.full((1,), float(local.numel()), dtype=torch.float64, device=local.device)
-            sums, maxes = torch.cat((count, result[2:])), torch.stack((result[1], -result[0]))
-        else:
-            sums = torch.zeros(3 + len(BUCKET_LIMITS), dtype=torch.float64, device=local.device)
-            maxes = torch.full((2,), -math.inf, dtype=torch.float64, device=local.device)
-        self._batch(group).add(index, tag, sums, maxes, functools.partial(_finish_histogram, tag))
+        counted = local if owner and local.numel() else None
+        self._uncounted.append((index, tag, counted, local.device, group))
         return True
+
+    def count_histograms(self) -> None:
+        """Count the histograms added, the local values of a device together
+        (``device_histograms``), and add each one's contribution to its group's vectors,
+        in the order they were added."""
+        by_device: dict[torch.device, list[torch.Tensor]] = {}
+        for _, _, local, _, _ in self._uncounted:
+            if local is not None:
+                by_device.setdefault(local.device, []).append(local)
+        rows = {device: iter(device_histograms(tensors)) for device, tensors in by_device.items()}
+        for index, tag, local, device, group in self._uncounted:
+            if local is not None:
+                result = next(rows[device])  # [min, max, sum, sum_squares, counts...]
+                # (A fill on the device: a tensor made from a host value would synchronise.)
+                count = torch.full((1,), float(local.numel()), dtype=torch.float64, device=device)
+                sums, maxes = torch.cat((count, result[2:])), torch.stack((result[1], -result[0]))
+            else:
+                sums = torch.zeros(3 + len(BUCKET_LIMITS), dtype=torch.float64, device=device)
+                maxes = torch.full((2,), -math.inf, dtype=torch.float64, device=device)
+            finish = functools.partial(_finish_histogram, tag)
+            self._batch(group).add(index, tag, sums, maxes, finish)
+        self._uncounted = []
 
     def run(self) -> None:
         """The due step's collectives: the status, then each batch's vectors.
@@ -316,6 +335,8 @@ class Reductions:
             RemoteFailure: If another rank failed this due step.
             RuntimeError: If a collective fails, naming the summaries it carried.
         """
+        if self._uncounted:
+            self.count_histograms()  # (to_host counts first, so that a failure is told)
         code = _exchange_status(0)
         if code:
             raise _remote_failure(code)

@@ -181,6 +181,7 @@ def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
             leaf = plan.leaves[slot]
             pixels = image_pixels(leaf.tag, raw[slot], leaf.max_outputs, leaf.dataformats)
             batches.setdefault(pixels.device, _DeviceBatch()).images.append((index, pixels))
+        reductions.count_histograms()  # the values that need other ranks, counted together
     except Exception as error:
         if tell_others:
             raise LocalFailure(slot) from error
