@@ -84,7 +84,11 @@ _LAZY = {"HookCallback", "SummarySaver"}
 def __getattr__(name: str) -> Any:
     # Lazy import: plain PyTorch loops never pay for importing Lightning.
     if name in _LAZY:
-        from summary_hook._front_ends import lightning as _lightning
-
+        try:
+            from summary_hook._front_ends import lightning as _lightning
+        except ImportError as error:
+            raise ImportError(
+                f"summary_hook.{name} needs Lightning: pip install 'summary_hook[lightning]'"
+            ) from error
         return getattr(_lightning, name)
     raise AttributeError(f"module 'summary_hook' has no attribute {name!r}")

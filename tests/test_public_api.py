@@ -68,3 +68,26 @@ def test_lightning_names_load_on_first_use():
 
 def test_package_is_typed():
     assert os.path.exists(os.path.join(os.path.dirname(sh.__file__), "py.typed"))
+
+
+def test_without_lightning_the_package_works_and_the_callbacks_say_what_to_install():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['lightning'] = None  # as if it were not installed\n"
+        "import summary_hook as sh\n"
+        "op = sh.scalar('x', lambda: 1.0, collections=[])\n"
+        "assert sh.evaluate(op).value[0].simple_value == 1.0\n"
+        "try:\n"
+        "    sh.SummarySaver\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == (
+        "summary_hook.SummarySaver needs Lightning: pip install 'summary_hook[lightning]'"
+    )

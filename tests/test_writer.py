@@ -359,3 +359,11 @@ def test_cache_starts_a_new_file_when_the_directory_was_removed(tmp_path):
     again.add_summary(scalar_summary("x", 2.0), global_step=1)
     again.flush()
     assert summaries_by_step(logdir) == {1: {"x": 2.0}}
+
+
+def test_a_with_block_closes_the_writer_and_its_file_reads_back(tmp_path):
+    with sh.FileWriter(str(tmp_path)) as writer:
+        writer.add_summary(scalar_summary("x", 1.0), global_step=3)
+        path = writer.path
+    assert writer.path is None  # closed
+    assert [e.step for e in read_events(path)[1:]] == [3]

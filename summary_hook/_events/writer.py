@@ -47,11 +47,12 @@ class FileWriter:
         OSError: If the directory or the file cannot be created, or a URL written to.
         ImportError: If a URL's filesystem package is not installed, naming it.
 
+    A ``with`` block closes it at its end.
+
     Example:
         >>> import tempfile
-        >>> writer = FileWriter(tempfile.mkdtemp())
-        >>> writer.add_session_log(SessionLog(status=SessionLog.START), global_step=1)
-        >>> writer.close()
+        >>> with FileWriter(tempfile.mkdtemp()) as writer:
+        ...     writer.add_session_log(SessionLog(status=SessionLog.START), global_step=1)
     """
 
     def __init__(
@@ -167,6 +168,12 @@ class FileWriter:
                 self._closer.detach()
         if events is not None:
             events.close()
+
+    def __enter__(self) -> FileWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def reopen(self) -> None:
         """Start writing to a new event file after :meth:`close`. No-op when open."""
