@@ -429,6 +429,17 @@ def test_a_pickled_saver_takes_the_default_collection_along():
     assert [op.tags for op in sh.get_collection()] == [("portable",)]
 
 
+def test_a_spawned_process_that_watches_again_replaces_the_carried_op():
+    # sh.watch in __init__ (main process) and again in setup() (every process): one op.
+    net = torch.nn.Linear(2, 1)
+    sh.watch(net)
+    data = pickle.dumps(sh.SummarySaver(save_steps=1))
+    sh.clear_collection()
+    pickle.loads(data).setup(None, None, "fit")
+    sh.watch(net)
+    assert len(sh.get_collection()) == 1
+
+
 @pytest.mark.parametrize("explicit", [False, True])
 def test_pickling_a_saver_whose_ops_cannot_cross_names_them_and_says_what_to_do(explicit):
     op = sh.scalar("local", lambda: 1.0, collections=[] if explicit else None)

@@ -107,11 +107,11 @@ def test_under_accumulation_the_windows_last_micro_batch_is_captured(tmp_path):
     assert event.histogram_value.sum == pytest.approx(expected, rel=1e-6)
 
 
-def test_a_step_that_raises_releases_the_capture():
+def test_a_step_that_raises_releases_the_capture(tmp_path):
     model = net()
     tap = sh.output_of(model[1])
     hook = sh.SummarySaverHook(
-        save_steps=1, summary_writer=sh.FileWriter(__import__("tempfile").mkdtemp()),
+        save_steps=1, summary_writer=sh.FileWriter(str(tmp_path)),
         summary_op=sh.histogram("a", tap, collections=[]),
     )  # fmt: skip
 

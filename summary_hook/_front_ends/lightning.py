@@ -274,7 +274,8 @@ class SummarySaver(HookCallback):
         self._resumed_dir: str | None = None  # where the resumed checkpoint's run wrote
         self._resumed: tuple[int, list[bytes]] | None = None  # what it wrote at its step
         self._hook: SummarySaverHook | None = None  # this fit's hook, from on_train_start
-        self._spawned_ops: list[SummaryOp] = []  # from the main process (see _front_ends.spawn)
+        # The main process's ops and their names (see _front_ends.spawn).
+        self._spawned_ops: list[tuple[str, SummaryOp]] = []
         super().__init__([], scaffold=scaffold)
         # What the saver saves, and where: not its schedule, so that a run resumed with
         # another save_steps finds the state of the run it resumes.

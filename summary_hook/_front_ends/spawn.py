@@ -19,7 +19,7 @@ import pickle
 from collections.abc import Sequence
 from typing import Any
 
-from summary_hook._ops.summary_ops import SUMMARIES, SummaryOp, get_collection, register
+from summary_hook._ops.summary_ops import SUMMARIES, SummaryOp, register, registrations
 
 __all__ = ["portable_collection", "register_again"]
 
@@ -29,9 +29,10 @@ _ADVICE = (
 )
 
 
-def portable_collection(explicit: object) -> list[SummaryOp]:
-    """The default collection's ops, to cross to a spawned process with the saver; checks
-    that ``explicit`` (a saver's own ``summary_op`` or ``scaffold``) can cross too.
+def portable_collection(explicit: object) -> list[tuple[str, SummaryOp]]:
+    """The default collection's ops and their registration names, to cross to a spawned
+    process with the saver; checks that ``explicit`` (a saver's own ``summary_op`` or
+    ``scaffold``) can cross too.
 
     Raises:
         TypeError: If the ops, or ``explicit``, cannot be pickled, naming them.
@@ -39,17 +40,18 @@ def portable_collection(explicit: object) -> list[SummaryOp]:
     if explicit is not None:
         _check_portable(explicit, "the summary_op or scaffold given to SummarySaver")
         return []
-    ops = get_collection(SUMMARIES)
+    ops = registrations(SUMMARIES)
     if ops:
-        tags = ", ".join(repr(tag) for op in ops for tag in op.tags)
+        tags = ", ".join(repr(tag) for _, op in ops for tag in op.tags)
         _check_portable(ops, f"the summary ops registered in this process ({tags})")
     return ops
 
 
-def register_again(ops: Sequence[SummaryOp]) -> None:
-    """In a spawned process: register the ops that came from the main process."""
-    for op in ops:
-        register(op, None)
+def register_again(ops: Sequence[tuple[str, SummaryOp]]) -> None:
+    """In a spawned process: register the ops that came from the main process, each
+    under its name there, so that the module's own registrations replace them."""
+    for key, op in ops:
+        register(op, None, key=key)
 
 
 def _check_portable(value: Any, what: str) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "merge",
     "merge_all",
     "register",
+    "registrations",
     "scalar",
     "text",
 ]
@@ -411,6 +412,13 @@ def merge_all(key: str = SUMMARIES) -> SummaryOp | None:
     """
     ops = get_collection(key)
     return merge(ops) if ops else None
+
+
+def registrations(key: str = SUMMARIES) -> list[tuple[str, SummaryOp]]:
+    """Each op of collection ``key`` with the name it is registered under (its first
+    tag, or the key ``watch`` gave it)."""
+    with _lock:
+        return list(_collections.get(key, {}).items())
 
 
 def get_collection(key: str = SUMMARIES) -> list[SummaryOp]:
