@@ -11,17 +11,21 @@ exponent and 7 mantissa bits) name a *cell* of relative width 2^-7, narrower tha
 10% spacing of the limits, so at most one limit falls inside a cell. One comparison
 against that limit (rounded up to float32, which keeps the comparison exact) splits
 the cell in two, a fixed table maps the 2^17 half-cells to buckets, and one pass
-counts them (``bincount`` on the CPU; ``index_add_`` elsewhere, as ``bincount`` there
-reads its input on the host). On the CPU, values are counted in chunks through scratch
-tensors kept per thread. The dtypes that this float32 path does not take (float64,
-int32, int64, and the unsigned uint16, uint32 and uint64) take the exact
-``torch.bucketize`` path instead.
+counts them (``bincount`` for a large tensor on the CPU; ``index_add_`` elsewhere, as
+``bincount`` there reads its input on the host). On the CPU, values are counted in
+chunks through scratch tensors kept per thread. The dtypes that this float32 path does
+not take (float64, int32, int64, and the unsigned uint16, uint32 and uint64) take the
+exact ``torch.bucketize`` path instead.
+
+Many small tensors (a model's biases and norms) are counted together: the rows of one
+grid, each value's bucket offset by its row's slots, so that the kernel calls of a due
+step grow with its values, not with its tensors (:func:`count_histograms`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import itertools
 import math
 import struct
 import sys
@@ -34,7 +38,9 @@ from tensorboard.compat.proto.summary_pb2 import HistogramProto
 __all__ = [
     "BUCKET_LIMITS",
     "STATS",
+    "Counts",
     "combine_rows",
+    "count_histograms",
     "device_histogram",
     "device_histograms",
     "histogram_proto",
@@ -105,24 +111,31 @@ def _cell_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=16)
-def _device_tables(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _device_tables(
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cell thresholds, the half-cells' buckets, the limits, and each batch row's
+    offset into one count vector (``_N + 1`` slots a row), on ``device``."""
     threshold, bucket = _cell_tables()
+    offsets = torch.arange(_BATCH_TENSORS, dtype=torch.int32) * (_N + 1)
     return (
         torch.from_numpy(threshold).to(device),
         torch.from_numpy(bucket.astype(np.int32)).to(device),
         torch.tensor(BUCKET_LIMITS, dtype=torch.float64, device=device),
+        offsets.to(device),
     )
 
 
 class _CpuScratch(threading.local):
     """Scratch tensors for counting :data:`_CPU_CHUNK` float32 values, one set per thread.
 
-    Whole-tensor temporaries would be about 17 bytes a value of fresh memory on every
+    Whole-tensor temporaries would be about 21 bytes a value of fresh memory on every
     call; page-faulting that in cost more than the counting, and varied from process
     to process with the C allocator's state. These are faulted in once and reused.
     """
 
     def __init__(self) -> None:
+        self.values = torch.empty(_CPU_CHUNK, dtype=torch.float32)
         self.key = torch.empty(_CPU_CHUNK, dtype=torch.int32)
         self.limit = torch.empty(_CPU_CHUNK, dtype=torch.float32)
         self.index = torch.empty(_CPU_CHUNK, dtype=torch.int32)
@@ -134,69 +147,93 @@ _CPU_CHUNK = 1 << 18
 _cpu_scratch = _CpuScratch()
 
 
-def _count_float32(
-    x: torch.Tensor,
-    tables: tuple[torch.Tensor, torch.Tensor],
-    scratch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Bucket counts (``_N + 1`` slots, the last for NaN), sum and sum of squares of a
-    1-D float32 tensor, written through ``scratch`` (int32, float32, int32 and float64,
-    each at least as long as ``x``).
+class _Scratch:
+    """Where :func:`_count_grid` writes its intermediates for ``n`` values: slices of the
+    thread's :class:`_CpuScratch` on the CPU (``n`` at most :data:`_CPU_CHUNK`), fresh
+    tensors elsewhere, where the device's caching allocator reuses memory by itself."""
 
-    Every intermediate is int32 or float32 and no operation mixes dtypes: adding a bool
-    tensor to an int32 one, as this once did, casts element by element and cost more than
-    the other passes together (3.0 -> 2.2 ms per 1M values on one thread).
+    def __init__(self, n: int, device: torch.device) -> None:
+        if device.type == "cpu":
+            s = _cpu_scratch
+            self.values, self.key, self.limit = s.values[:n], s.key[:n], s.limit[:n]
+            self.index, self.wide = s.index[:n], s.wide[:n]
+        else:
+            self.values = torch.empty(n, dtype=torch.float32, device=device)
+            self.key = torch.empty(n, dtype=torch.int32, device=device)
+            self.limit = torch.empty(n, dtype=torch.float32, device=device)
+            self.index = torch.empty(n, dtype=torch.int32, device=device)
+            self.wide = torch.empty(n, dtype=torch.float64, device=device)
+
+
+def _count_grid(
+    grid: torch.Tensor, scratch: _Scratch, sizes: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row of a ``[rows, length]`` float32 grid (at most ``_BATCH_TENSORS`` rows): the
+    bucket counts (``[rows, _N + 1]``, the last slot for NaN), the buckets of its values
+    as written into ``scratch.index`` (offset by the row's slots), the sum and the sum of
+    squares, both float64. With ``sizes``, only the first ``sizes[row]`` values of a row
+    are summed; the counts are of every value.
+
+    Every intermediate is written into ``scratch`` and no operation mixes dtypes: adding a
+    bool tensor to an int32 one, as this once did, casts element by element and cost more
+    than the other passes together (3.0 -> 2.2 ms per 1M values on one thread).
     """
-    threshold, bucket = tables
-    n = x.numel()
-    key, limit, index, wide = (t[:n] for t in scratch)
-    wide.copy_(x)  # sums accumulate in float64, as histogram.cc's do
-    total, squares = wide.sum(), torch.dot(wide, wide)
-    torch.bitwise_right_shift(x.view(torch.int32), 16, out=key).bitwise_and_(0xFFFF)
-    torch.index_select(threshold, 0, key, out=limit)
-    torch.ge(x, limit, out=index)  # 1 where the value is at or above its cell's limit
+    rows, length = grid.shape
+    threshold, bucket, _, offsets = _device_tables(grid.device)
+    flat = grid.view(-1)
+    wide = scratch.wide.view(rows, length)
+    wide.copy_(grid)  # sums accumulate in float64, as histogram.cc's do
+    if sizes is not None:
+        columns = torch.arange(length, device=grid.device)
+        wide.masked_fill_(columns[None, :] >= sizes[:, None], 0.0)
+    total = wide.sum(1)
+    # (In place for rows, as wide is not read again: 2x a batched dot of short rows.)
+    squares = torch.dot(wide[0], wide[0]).view(1) if rows == 1 else wide.mul_(wide).sum(1)
+    key, index = scratch.key, scratch.index
+    torch.bitwise_right_shift(flat.view(torch.int32), 16, out=key).bitwise_and_(0xFFFF)
+    limit = torch.index_select(threshold, 0, key, out=scratch.limit)
+    torch.ge(flat, limit, out=index)  # 1 where the value is at or above its cell's limit
     torch.add(index, key, alpha=2, out=key)  # its half-cell: 2 * cell + that
     torch.index_select(bucket, 0, key, out=index)
-    return _count(index), total, squares
+    if rows > 1:
+        index.view(rows, length).add_(offsets[:rows, None])
+    return _count(index, rows).view(rows, _N + 1), index, total, squares
 
 
-def _count(index: torch.Tensor) -> torch.Tensor:
-    """How many times each of ``0 .. _N`` occurs in ``index``, on its device."""
-    if index.device.type == "cpu":
+def _count(index: torch.Tensor, rows: int = 1) -> torch.Tensor:
+    """How many times each of ``0 .. rows * (_N + 1) - 1`` occurs in ``index``, on its
+    device: int64 for one row, int32 for a batch's rows (whose values are too few to
+    overflow it), half the bytes to fill, cross and read."""
+    if rows == 1 and index.device.type == "cpu":
         return torch.bincount(index, minlength=_N + 1)
-    return _count_without_sync(index)
+    return _count_without_sync(index, rows)
 
 
-def _count_without_sync(index: torch.Tensor) -> torch.Tensor:
-    """:func:`_count` for accelerators, where ``bincount`` reads the input's minimum and
-    maximum on the host to size its output: a synchronisation per histogram. Integer
+def _count_without_sync(index: torch.Tensor, rows: int = 1) -> torch.Tensor:
+    """:func:`_count` without ``bincount``, which on accelerators reads the input's minimum
+    and maximum on the host to size its output: a synchronisation per histogram. Integer
     sums do not depend on the order of the additions, so the result is exact either way;
     in deterministic mode the sorting form is used, which torch accepts there."""
-    index = index.long()
-    counts = torch.zeros(_N + 1, dtype=torch.int64, device=index.device)
-    ones = torch.ones(index.numel(), dtype=torch.int64, device=index.device)
+    dtype = torch.int64 if rows == 1 else torch.int32
+    counts = torch.zeros(rows * (_N + 1), dtype=dtype, device=index.device)
+    ones = torch.ones(1, dtype=dtype, device=index.device).expand(index.numel())
     if torch.are_deterministic_algorithms_enabled():
-        return counts.index_put_((index,), ones, accumulate=True)
+        return counts.index_put_((index.long(),), ones, accumulate=True)
     return counts.index_add_(0, index, ones)
 
 
 def _float32_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Bucket counts, sum and sum of squares of a 1-D float32 tensor."""
-    threshold, bucket, _ = _device_tables(x.device)
-    if x.device.type != "cpu":  # the device's caching allocator reuses memory by itself
-        n, device = x.numel(), x.device
-        scratch = (
-            torch.empty(n, dtype=torch.int32, device=device),
-            torch.empty(n, dtype=torch.float32, device=device),
-            torch.empty(n, dtype=torch.int32, device=device),
-            torch.empty(n, dtype=torch.float64, device=device),
+    """Bucket counts, sum and sum of squares of a 1-D float32 tensor: on the CPU in
+    chunks of :data:`_CPU_CHUNK` values, elsewhere at once."""
+    if x.device.type != "cpu":
+        counts, _, total, squares = _count_grid(x.view(1, -1), _Scratch(x.numel(), x.device))
+        return counts[0], total[0], squares[0]
+    parts = []
+    for chunk in torch.split(x, _CPU_CHUNK):
+        counts, _, total, squares = _count_grid(
+            chunk.view(1, -1), _Scratch(chunk.numel(), x.device)
         )
-        return _count_float32(x, (threshold, bucket), scratch)
-    s = _cpu_scratch
-    parts = [
-        _count_float32(chunk, (threshold, bucket), (s.key, s.limit, s.index, s.wide))
-        for chunk in torch.split(x, _CPU_CHUNK)
-    ]
+        parts.append((counts[0], total[0], squares[0]))
     if len(parts) == 1:
         return parts[0]
     counts, sums, squares = (torch.stack(column).sum(0) for column in zip(*parts, strict=True))
@@ -212,6 +249,13 @@ def device_histogram(values: torch.Tensor) -> torch.Tensor:
     Returns:
         A float64 tensor on the same device: ``[min, max, sum, sum_squares, counts...]``.
     """
+    stats, counts = _histogram(values)
+    return torch.cat((stats, counts[:_N].to(torch.float64)))
+
+
+def _histogram(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The statistics (``[STATS]`` float64) and bucket counts (``[_N + 1]`` int64, the last
+    for NaN) of a non-empty tensor, on its device."""
     flat = values.detach().reshape(-1)
     if flat.dtype == torch.bool:
         flat = flat.to(torch.uint8)
@@ -224,8 +268,7 @@ def device_histogram(values: torch.Tensor) -> torch.Tensor:
         total, squares = wide.sum(), torch.dot(wide, wide)
         index = torch.bucketize(wide, limits, right=True).clamp_(max=_N - 1)
         counts = _count(torch.where(torch.isnan(wide), _NAN_SLOT, index))
-    stats = torch.stack((low.to(torch.float64), high.to(torch.float64), total, squares))
-    return torch.cat((stats, counts[:_N].to(torch.float64)))
+    return torch.stack((low.to(torch.float64), high.to(torch.float64), total, squares)), counts
 
 
 #: A tensor of at most this many values is counted together with others of its device
@@ -237,44 +280,72 @@ BATCH_VALUES = _CPU_CHUNK // 4
 _BATCH_TENSORS = 256
 
 
-def device_histograms(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """:func:`device_histogram` of many non-empty tensors of one device, as one
-    ``[len(tensors), STATS + _N]`` float64 tensor, in a number of kernel calls that grows
-    with the values, not with the tensors.
+@dataclasses.dataclass(frozen=True)
+class Counts:
+    """The histograms of some tensors of one device, as :func:`count_histograms` gives
+    them: ``stats`` (``[k, STATS]`` float64: min, max, sum, sum of squares) and ``counts``
+    (``[k, _N + 1]`` int64, the last column NaN's) of the tensors at ``members``."""
+
+    members: list[int]
+    stats: torch.Tensor
+    counts: torch.Tensor
+
+
+def count_histograms(tensors: list[torch.Tensor]) -> list[Counts]:
+    """The histograms of many non-empty tensors of one device, in a number of kernel calls
+    that grows with the values, not with the tensors.
 
     Tensors of at most :data:`BATCH_VALUES` values, of the dtypes the float32 path takes,
-    are concatenated, up to :data:`_CPU_CHUNK` values and ``_BATCH_TENSORS`` tensors a
-    batch, and counted in one pass, each value's bucket offset by its tensor's row; the
-    others are counted alone. Bucket counts are identical to :func:`device_histogram`'s;
-    sums may differ in the last bits, being added in another order.
+    are counted in batches (:func:`_batches`), each one pass over a grid of one row per
+    tensor; the others are counted alone, and come first. Bucket counts are identical to
+    :func:`device_histogram`'s; sums may differ in the last bits, being added in another
+    order.
     """
     alone, batches = _batches(tensors)
-    if not batches:
-        return torch.stack([device_histogram(tensor) for tensor in tensors])
-    device = tensors[0].device
-    result = torch.empty((len(tensors), STATS + _N), dtype=torch.float64, device=device)
-    for index in alone:
-        result[index] = device_histogram(tensors[index])
-    for batch in batches:
-        members = [tensors[index] for index in batch]
-        if batch[-1] - batch[0] == len(batch) - 1:  # consecutive: the common case
-            _batched(members, result[batch[0] : batch[-1] + 1])
-        else:
-            rows = torch.empty((len(batch), STATS + _N), dtype=torch.float64, device=device)
-            result.index_copy_(0, _on_device(batch, device), _batched(members, rows))
-    return result
+    parts = []
+    if alone:
+        single = [_histogram(tensors[index]) for index in alone]
+        stats, counts = (torch.stack(column) for column in zip(*single, strict=True))
+        parts.append(Counts(alone, stats, counts))
+    parts.extend(_batched(batch, [tensors[index] for index in batch]) for batch in batches)
+    return parts
+
+
+def device_histograms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """:func:`device_histogram` of many non-empty tensors of one device, as one
+    ``[len(tensors), STATS + _N]`` float64 tensor, counted as :func:`count_histograms`
+    counts them."""
+    parts = count_histograms(tensors)
+    rows = torch.cat([torch.cat((p.stats, p.counts[:, :_N].to(torch.float64)), 1) for p in parts])
+    order = [index for part in parts for index in part.members]
+    if order == list(range(len(tensors))):
+        return rows
+    return torch.empty_like(rows).index_copy_(0, _on_device(order, rows.device), rows)
 
 
 def _batches(tensors: list[torch.Tensor]) -> tuple[list[int], list[list[int]]]:
-    """Which tensors are counted alone, and how the others are batched."""
+    """Which tensors are counted alone, and how the others are batched.
+
+    A batch is a grid of one row per tensor, as long as its largest, the shorter rows
+    padded: so tensors are taken from the smallest up, and a batch closes before its
+    padding would pass its values, or its grid :data:`_CPU_CHUNK` values, or its rows
+    ``_BATCH_TENSORS``. Tensors of one size, the common case in a model of repeated
+    layers, share a batch without padding.
+    """
     alone: list[int] = []
-    batches: list[list[int]] = []
-    values = _CPU_CHUNK  # the values of the last batch: none open yet
+    small: list[tuple[int, int]] = []  # (values, index)
     for index, tensor in enumerate(tensors):
         n = tensor.numel()
         if n > BATCH_VALUES or tensor.dtype not in _EXACT_IN_FLOAT32:
             alone.append(index)
-        elif values + n > _CPU_CHUNK or len(batches[-1]) == _BATCH_TENSORS:
+        else:
+            small.append((n, index))
+    small.sort()
+    batches: list[list[int]] = []
+    values = 0
+    for n, index in small:
+        rows = len(batches[-1]) + 1 if batches else 0
+        if not batches or rows > _BATCH_TENSORS or rows * n > min(2 * (values + n), _CPU_CHUNK):
             batches.append([index])
             values = n
         else:
@@ -292,49 +363,42 @@ def _on_device(numbers: list[int], device: torch.device) -> torch.Tensor:
     return host.pin_memory().to(device, non_blocking=True)
 
 
-def _batched(tensors: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
-    """The rows of :func:`device_histograms` for small float32-path tensors, counted as
-    one, written into ``out`` (``[len(tensors), STATS + _N]`` float64) and returned.
+def _batched(members: list[int], tensors: list[torch.Tensor]) -> Counts:
+    """The :class:`Counts` of small float32-path tensors, smallest first, counted as one.
 
-    Each value's row (its tensor) is a running sum of marks at the tensors' starts; the
-    sums and extremes are taken per row, and each value's bucket is offset by its row's
-    ``_N + 1`` slots so that one count gives every row's.
+    The tensors are the rows of one float32 grid, each shorter one padded with copies of
+    its first value, which leave its minimum and maximum as they are, and are left out
+    of its sums; their count is taken off that value's bucket.
     """
     device = tensors[0].device
-    threshold, bucket, _ = _device_tables(device)
-    flats = [t.reshape(-1) for t in tensors]  # (evaluation runs under no_grad)
-    x = torch.cat([f.to(torch.uint8) if f.dtype == torch.bool else f for f in flats])
-    x = x.to(torch.float32)
-    sizes = [f.numel() for f in flats]
-    rows = len(tensors)
-    starts = list(itertools.accumulate(sizes[:-1]))
-    row = torch.zeros(x.numel(), dtype=torch.int32, device=device)
-    if starts:
-        row.index_fill_(0, _on_device(starts, device), 1)
-    row = row.cumsum(0, dtype=torch.int32)
-    lengths = _on_device(sizes, device)
-    wide = x.to(torch.float64)
-    total = torch.segment_reduce(wide, "sum", lengths=lengths)
-    squares = torch.segment_reduce(wide.mul_(wide), "sum", lengths=lengths)
-    wide_row = row.long()
-    low = torch.full((rows,), math.inf, device=device).scatter_reduce_(0, wide_row, x, "amin")
-    high = torch.full((rows,), -math.inf, device=device).scatter_reduce_(0, wide_row, x, "amax")
-    key = torch.bitwise_right_shift(x.view(torch.int32), 16).bitwise_and_(0xFFFF)
-    half = torch.ge(x, threshold.index_select(0, key)).to(torch.int32).add_(key, alpha=2)
-    index = bucket.index_select(0, half).add_(row, alpha=_N + 1)
-    if device.type == "cpu":
-        counts = torch.bincount(index, minlength=rows * (_N + 1))
-    else:  # as _count_without_sync: bincount would read its input on the host
-        counts = torch.zeros(rows * (_N + 1), dtype=torch.int64, device=device)
-        counts.index_add_(0, index, torch.ones_like(index, dtype=torch.int64))
-    counts = counts.view(rows, _N + 1)
-    out[:, STATS:].copy_(counts[:, :_N])  # (each copy over the count rows costs: one)
+    rows, length = len(tensors), tensors[-1].numel()
+    scratch = _Scratch(rows * length, device)
+    grid = scratch.values.view(rows, length)
+    pads = [length - t.numel() for t in tensors]
+    pieces = []
+    for tensor, pad in zip(tensors, pads, strict=True):
+        flat = tensor.reshape(-1)  # (evaluation runs under no_grad)
+        pieces.append(flat)
+        if pad:
+            pieces.append(flat[:1].expand(pad))
+    if all(piece.dtype == torch.float32 for piece in pieces):
+        torch.cat(pieces, out=scratch.values)
+    else:  # float16, bfloat16, small integers and bools: exact in float32
+        scratch.values.copy_(
+            torch.cat([p.to(torch.uint8) if p.dtype == torch.bool else p for p in pieces])
+        )
+    low, high = grid.amin(1), grid.amax(1)  # (10x aminmax along rows)
+    if any(pads):
+        sizes = _on_device([length - pad for pad in pads], device)
+        counts, index, total, squares = _count_grid(grid, scratch, sizes)
+        firsts = index.view(rows, length)[:, 0].long()
+        counts.view(-1).index_add_(0, firsts, (sizes - length).to(counts.dtype))
+    else:
+        counts, index, total, squares = _count_grid(grid, scratch)
     nan = counts[:, _NAN_SLOT] > 0  # NaN is dropped by the buckets; min and max say so
-    out[:, 0] = torch.where(nan, math.nan, low.to(torch.float64))
-    out[:, 1] = torch.where(nan, math.nan, high.to(torch.float64))
-    out[:, 2] = total
-    out[:, 3] = squares
-    return out
+    low = torch.where(nan, math.nan, low.to(torch.float64))
+    high = torch.where(nan, math.nan, high.to(torch.float64))
+    return Counts(members, torch.stack((low, high, total, squares), 1), counts)
 
 
 def combine_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -358,7 +422,8 @@ def histogram_proto(host: np.ndarray, num: int, tag: str = "") -> HistogramProto
     """
     if num == 0:
         return HistogramProto(bucket_limit=[DBL_MAX], bucket=[0.0])
-    return histogram_protos(host.reshape(1, -1), [num], [tag])[0]
+    row = host.reshape(1, -1)
+    return histogram_protos(row[:, :STATS], row[:, STATS:], [num], [tag])[0]
 
 
 #: A ``HistogramProto``'s five statistics as protobuf writes them: each a field tag
@@ -366,8 +431,11 @@ def histogram_proto(host: np.ndarray, num: int, tag: str = "") -> HistogramProto
 _STATISTICS = struct.Struct("<BdBdBdBdBd")
 
 
-def histogram_protos(rows: np.ndarray, nums: list[int], tags: list[str]) -> list[HistogramProto]:
-    """:func:`histogram_proto` of each row of :func:`device_histograms`'s result.
+def histogram_protos(
+    stats: np.ndarray, counts: np.ndarray, nums: list[int], tags: list[str]
+) -> list[HistogramProto]:
+    """The ``HistogramProto`` of each row of host statistics (``[k, STATS]``) and bucket
+    counts (``[k, _N]`` or more columns, the others ignored; any real dtype).
 
     Runs of empty buckets are collapsed into one, keeping the last limit of the run, as
     ``Histogram::EncodeToProto`` does, for every row at once. Each proto is parsed from
@@ -377,36 +445,41 @@ def histogram_protos(rows: np.ndarray, nums: list[int], tags: list[str]) -> list
     Raises:
         ValueError: As :func:`histogram_proto`, naming the first such tag.
     """
-    extremes = rows[:, :2]
+    extremes = stats[:, :2]
     if not np.isfinite(extremes).all():
         bad = int(np.flatnonzero(~np.isfinite(extremes).all(axis=1))[0])
         tag = tags[bad]
         raise ValueError(
-            f"histogram {tag!r} holds NaN or infinite values (min {rows[bad, 0]}, max "
-            f"{rows[bad, 1]}); TensorFlow raises too: 'Nan in summary histogram for: {tag}'"
+            f"histogram {tag!r} holds NaN or infinite values (min {stats[bad, 0]}, max "
+            f"{stats[bad, 1]}); TensorFlow raises too: 'Nan in summary histogram for: {tag}'"
         )
-    counts = rows[:, STATS:]
+    counts = counts[:, :_N]
     filled = counts > 0
     keep = filled.copy()
     keep[:, :-1] |= filled[:, 1:]
     keep[:, -1] = True
+    kept = np.flatnonzero(keep)  # row by row, each row's columns ascending (2x nonzero)
+    rows, columns = np.divmod(kept, _N)
+    limits = _LIMITS[columns].tobytes()
+    numbers = counts[rows, columns].astype(np.float64).tobytes()
+    ends = (np.cumsum(keep.sum(axis=1)) * 8).tolist()
     protos = []
-    for row, kept, num in zip(rows, keep, nums, strict=True):
-        where = np.flatnonzero(kept)
-        limits = _LIMITS[where].tobytes()
-        numbers = row[STATS:][where].tobytes()
+    start = 0
+    for row, num, end in zip(stats.tolist(), nums, ends, strict=True):
+        size = _varint(end - start)
         data = b"".join(
             (
                 _STATISTICS.pack(0x09, row[0], 0x11, row[1], 0x19, num, 0x21, row[2], 0x29, row[3]),
                 b"\x32",
-                _varint(len(limits)),
-                limits,
+                size,
+                limits[start:end],
                 b"\x3a",
-                _varint(len(numbers)),
-                numbers,
+                size,
+                numbers[start:end],
             )
         )
         protos.append(HistogramProto.FromString(data))
+        start = end
     return protos
 
 

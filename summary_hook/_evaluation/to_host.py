@@ -24,7 +24,9 @@ from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 from summary_hook._evaluation import distributed as _distributed
 from summary_hook._evaluation.distributed import Reductions, is_dtensor
 from summary_hook._evaluation.histogram import (
-    device_histograms,
+    STATS,
+    Counts,
+    count_histograms,
     histogram_proto,
     histogram_protos,
 )
@@ -43,8 +45,8 @@ _HOST_FLOATS = (torch.float32, torch.float64)
 
 
 class _DeviceBatch:
-    """What one device sends to the host: stacked scalars, histogram results, reduced
-    vectors, then images."""
+    """What one device sends to the host, in one copy: stacked scalars, histogram
+    statistics and counts, reduced vectors, then images."""
 
     def __init__(self) -> None:
         self.scalars: torch.Tensor | None = None  # 1-D, any real dtype
@@ -57,68 +59,100 @@ class _DeviceBatch:
 
     def unpack_to(self, numbers: list[Any]) -> None:
         """Copy everything to the host at once and store each value in ``numbers``."""
-        parts = [] if self.scalars is None else [self.scalars]
-        counted = None
-        if self.histograms:  # every histogram of the device in a few batched passes
-            counted = _count(self.histograms)
-            parts.append(counted.reshape(-1))
-        if self.reduced or self.images:
-            parts = [part.to(torch.float64) for part in parts]
-            parts.extend(vector for vector, _ in self.reduced)
-        if self.images:
-            host = self._copy_with_images(parts, numbers)
-        else:
-            host = _copy_to_host(parts[0] if len(parts) == 1 else torch.cat(parts))
-        count = len(self.scalar_numbers)
-        if count:
-            values = (host if host.numel() == count else host[:count]).tolist()
-            if self.scalar_numbers[0] == 0 and self.scalar_numbers[-1] == count - 1:
-                numbers[:count] = values  # the common case: every scalar came from here
+        parts = []
+        if self.scalars is not None:  # (floats on the host: ints and bools widen)
+            scalars = self.scalars
+            parts.append(scalars if scalars.dtype in _HOST_FLOATS else scalars.double())
+        counted = _count(self.histograms) if self.histograms else []
+        counts_at = len(parts)
+        for counts in counted:
+            parts += (counts.stats, counts.counts)
+        made_here = range(counts_at, len(parts))  # the parts nothing else holds
+        parts.extend(vector for vector, _ in self.reduced)
+        parts.extend(pixels for _, pixels in self.images)
+        host = iter(_copy_parts_to_host(parts, made_here))
+        if self.scalars is not None:
+            values = next(host).tolist()
+            if self.scalar_numbers[0] == 0 and self.scalar_numbers[-1] == len(values) - 1:
+                numbers[: len(values)] = values  # the common case: every scalar came from here
             else:
                 for index, number in zip(self.scalar_numbers, values, strict=True):
                     numbers[index] = number
-        if counted is not None:
-            rows = host.numpy()[count : count + counted.numel()].reshape(counted.shape)
-            sizes = [_size(values) for _, _, values in self.histograms]
-            tags = [tag for _, tag, _ in self.histograms]
-            protos = histogram_protos(rows, sizes, tags)
-            for (index, _, _), proto in zip(self.histograms, protos, strict=True):
+        for counts in counted:
+            stats, bucket_counts = next(host), next(host)
+            histograms = [self.histograms[member] for member in counts.members]
+            sizes = [_size(values) for _, _, values in histograms]
+            tags = [tag for _, tag, _ in histograms]
+            protos = histogram_protos(stats, bucket_counts, sizes, tags)
+            for (index, _, _), proto in zip(histograms, protos, strict=True):
                 numbers[index] = proto
-        if self.reduced:
-            array = host.numpy()
-            offset = count + (0 if counted is None else counted.numel())
-            for vector, finish_to in self.reduced:
-                finish_to(array[offset : offset + vector.numel()], numbers)
-                offset += vector.numel()
-
-    def _copy_with_images(self, parts: list[torch.Tensor], numbers: list[Any]) -> torch.Tensor:
-        """The one copy when images come along: the float64 parts and the images' bytes
-        travel as one byte tensor. Stores the images in ``numbers``; returns the float64
-        values, as the copy without images would."""
-        floats = torch.cat(parts) if parts else torch.empty(0, dtype=torch.float64)
-        device = self.images[0][1].device
-        pieces = [floats.to(device).view(torch.uint8)]
-        pieces.extend(pixels.reshape(-1) for _, pixels in self.images)
-        host = torch.cat(pieces).to(_HOST, copy=True).numpy()
-        offset = floats.numel() * 8
-        for index, pixels in self.images:
-            size = pixels.numel()
-            batch = host[offset : offset + size].reshape(tuple(pixels.shape))
-            numbers[index] = Pixels(list(batch))
-            offset += size
-        return torch.from_numpy(host[: floats.numel() * 8].view(np.float64))
+        for _, finish_to in self.reduced:
+            finish_to(next(host), numbers)
+        for index, _ in self.images:
+            numbers[index] = Pixels(list(next(host)))
 
 
-def _count(histograms: list[tuple[int, str, torch.Tensor | Counted]]) -> torch.Tensor:
-    """The rows of a device's histograms: its tensors counted together, with the rows
-    that were counted where the values were (``sh.watch``'s activations)."""
-    tensors = [values for _, _, values in histograms if isinstance(values, torch.Tensor)]
-    if len(tensors) == len(histograms):
-        return device_histograms(tensors)
-    rows = iter(device_histograms(tensors)) if tensors else iter(())
-    return torch.stack(
-        [values.row if isinstance(values, Counted) else next(rows) for _, _, values in histograms]
-    )
+def _copy_parts_to_host(parts: list[torch.Tensor], made_here: range) -> list[np.ndarray]:
+    """Tensors of one device on the host, in one copy: their bytes, concatenated on the
+    device, cross at once, and each is read back as its own dtype and shape. Parts are
+    float32, float64, int32, int64 or uint8; 8-byte parts come before images, so that
+    every 8-byte part is read from an aligned offset.
+
+    On the CPU the parts at ``made_here`` (the histograms' counts, made by this
+    evaluation and held by nothing else) are read where they are: they are in host
+    memory already, and copying their megabytes is most of a due step of many small
+    tensors. The others, which may be the user's own tensors, are copied as anywhere.
+    """
+    on_host = parts[0].device.type == "cpu"
+    crossing = [p for i, p in enumerate(parts) if not (on_host and i in made_here)]
+    if len(crossing) == 1:
+        copied = [crossing[0].to(_HOST, copy=True).numpy()]
+    elif crossing:
+        copied = _unpack(
+            torch.cat([p.reshape(-1).view(torch.uint8) for p in crossing])
+            .to(_HOST, copy=True)
+            .numpy(),
+            crossing,
+        )
+    else:
+        copied = []
+    if not on_host:
+        return copied
+    arrays = iter(copied)
+    return [p.numpy() if i in made_here else next(arrays) for i, p in enumerate(parts)]
+
+
+def _unpack(data: np.ndarray, parts: list[torch.Tensor]) -> list[np.ndarray]:
+    """Each of ``parts`` read back from the host bytes ``data`` of their concatenation."""
+    arrays = []
+    offset = 0
+    for part in parts:
+        size = part.numel() * part.element_size()
+        dtype = torch.empty(0, dtype=part.dtype).numpy().dtype
+        arrays.append(data[offset : offset + size].view(dtype).reshape(tuple(part.shape)))
+        offset += size
+    return arrays
+
+
+def _count(histograms: list[tuple[int, str, torch.Tensor | Counted]]) -> list[Counts]:
+    """The histograms of a device: its tensors counted together, and the rows that were
+    counted where the values were (``sh.watch``'s activations); ``members`` index
+    ``histograms``."""
+    tensors, at, rows, counted_at = [], [], [], []
+    for member, (_, _, values) in enumerate(histograms):
+        if isinstance(values, Counted):
+            rows.append(values.row)
+            counted_at.append(member)
+        else:
+            tensors.append(values)
+            at.append(member)
+    parts = count_histograms(tensors) if tensors else []
+    if len(at) != len(histograms):
+        parts = [Counts([at[m] for m in p.members], p.stats, p.counts) for p in parts]
+    if rows:
+        stacked = torch.stack(rows)
+        parts.append(Counts(counted_at, stacked[:, :STATS], stacked[:, STATS:]))
+    return parts
 
 
 def _size(values: torch.Tensor | Counted) -> int:
