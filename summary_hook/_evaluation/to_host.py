@@ -51,26 +51,37 @@ class _DeviceBatch:
     def __init__(self) -> None:
         self.scalars: torch.Tensor | None = None  # 1-D, any real dtype
         self.scalar_numbers: list[int] = []  # where each stacked scalar goes in ``numbers``
-        # (number, tag, values): counted together when the batch crosses
+        # (number, tag, values), counted together by :meth:`count`
         self.histograms: list[tuple[int, str, torch.Tensor | Counted]] = []
+        self.counted: list[Counts] = []
         # Each reduced vector, with what stores its values from its host copy.
         self.reduced: list[tuple[torch.Tensor, Any]] = []
         self.images: list[tuple[int, torch.Tensor]] = []  # (number, [N, H, W, C] uint8)
+        self.host: list[np.ndarray] = []  # every part, on the host
 
-    def unpack_to(self, numbers: list[Any]) -> None:
-        """Copy everything to the host at once and store each value in ``numbers``."""
+    def count(self) -> None:
+        """Count the device's histograms, together."""
+        if self.histograms:
+            self.counted = _count(self.histograms)
+
+    def copy_to_host(self) -> None:
+        """Copy everything to the host at once."""
         parts = []
         if self.scalars is not None:  # (floats on the host: ints and bools widen)
             scalars = self.scalars
             parts.append(scalars if scalars.dtype in _HOST_FLOATS else scalars.double())
-        counted = _count(self.histograms) if self.histograms else []
         counts_at = len(parts)
-        for counts in counted:
+        for counts in self.counted:
             parts += (counts.stats, counts.counts)
         made_here = range(counts_at, len(parts))  # the parts nothing else holds
         parts.extend(vector for vector, _ in self.reduced)
         parts.extend(pixels for _, pixels in self.images)
-        host = iter(_copy_parts_to_host(parts, made_here))
+        self.host = _copy_parts_to_host(parts, made_here)
+
+    def store_in(self, numbers: list[Any]) -> None:
+        """Store each value, made from its host copy, in ``numbers``: floats,
+        ``HistogramProto``s, reduced values and images' pixels."""
+        host = iter(self.host)
         if self.scalars is not None:
             values = next(host).tolist()
             if self.scalar_numbers[0] == 0 and self.scalar_numbers[-1] == len(values) - 1:
@@ -78,7 +89,7 @@ class _DeviceBatch:
             else:
                 for index, number in zip(self.scalar_numbers, values, strict=True):
                     numbers[index] = number
-        for counts in counted:
+        for counts in self.counted:
             stats, bucket_counts = next(host), next(host)
             histograms = [self.histograms[member] for member in counts.members]
             sizes = [_size(values) for _, _, values in histograms]
@@ -90,6 +101,7 @@ class _DeviceBatch:
             finish_to(next(host), numbers)
         for index, _ in self.images:
             numbers[index] = Pixels(list(next(host)))
+        self.host = []
 
 
 def _copy_parts_to_host(parts: list[torch.Tensor], made_here: range) -> list[np.ndarray]:
@@ -171,96 +183,97 @@ class LocalFailure(Exception):
 
 
 def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
-    """The values of a due step on the host, in the plan's ``numbers`` order."""
+    """The values of a due step on the host, in the plan's ``numbers`` order, in five
+    stages: each value is checked and sorted, by device or to the ranks it needs; each
+    device's histograms are counted together; values that need other ranks are combined
+    in the due step's collectives; each device's values cross to the host in one copy;
+    and there they become floats, ``HistogramProto``s, texts and pixels."""
     scalars = raw if plan.scalars_only else [raw[slot] for slot in plan.scalar_slots]
     stacked = _stack_one_device(scalars) if scalars and not plan.reduced else None
     if stacked is not None and plan.scalars_only:
         return _copy_to_host(stacked).tolist()  # the common case: scalars of one device
-    numbers: list[Any] = [None] * len(raw)
-    batches: dict[torch.device, _DeviceBatch] = {}
-    reductions = Reductions()
-    # Other ranks wait for this one in the due step's collectives: tell them of a failure.
-    tell_others = plan.reduced and _distributed.active()
-    if stacked is not None:
-        batch = batches[stacked.device] = _DeviceBatch()
-        batch.scalars, batch.scalar_numbers = stacked, list(range(len(scalars)))
-    elif scalars:
-        grouped = _group_scalars(plan, scalars, numbers, reductions, tell_others)
-        for device, part, indices in grouped:
-            batch = batches.setdefault(device, _DeviceBatch())
-            batch.scalars, batch.scalar_numbers = part, indices
-    counting = _Counting(numbers, batches, reductions)
-    slot = -1  # the value being prepared, for the others' error
-    try:
-        for index, slot in enumerate(plan.histogram_slots, start=len(scalars)):
-            leaf = plan.leaves[slot]
-            if raw[slot] is None and leaf.optional:
-                numbers[index] = MISSING
-                continue
-            tensor = _histogram_value(leaf.tag, raw[slot])
-            counting.add(index, leaf.tag, tensor, leaf.reduce, leaf.group)
-        start = len(scalars) + len(plan.histogram_slots)
-        norms = []
-        for index, slot in enumerate(plan.norm_slots, start=start):
-            leaf = plan.leaves[slot]
-            tensors = _norm_values(leaf.tag, raw[slot], leaf.optional)
-            if tensors is None:
-                numbers[index] = MISSING
-                continue
-            norms.append((index, [counting.index_of(leaf.tag, tensor) for tensor in tensors]))
-        start += len(plan.norm_slots)
-        for index, slot in enumerate(plan.text_slots, start=start):
-            numbers[index] = text_tensor(plan.leaves[slot].tag, raw[slot])  # no transfer
-        for index, slot in enumerate(plan.image_slots, start=start + len(plan.text_slots)):
-            leaf = plan.leaves[slot]
-            pixels = image_pixels(leaf.tag, raw[slot], leaf.max_outputs, leaf.dataformats)
-            batches.setdefault(pixels.device, _DeviceBatch()).images.append((index, pixels))
-        reductions.count_histograms()  # the values that need other ranks, counted together
-    except Exception as error:
-        if tell_others:
-            raise LocalFailure(slot) from error
-        raise
-    # Every rank of a plan with reduce= takes part in the status, in a group or not, so
-    # that the ranks of a group never wait for one outside it.
-    if reductions or tell_others:
-        reductions.run()
-        for vector, finish_to in reductions.results():
-            batches.setdefault(vector.device, _DeviceBatch()).reduced.append((vector, finish_to))
-    for batch in batches.values():
-        batch.unpack_to(numbers)
-    for index, counted in norms:  # a norm is its histograms' sum of squares, made whole
-        numbers[index] = math.sqrt(sum(numbers[i].sum_squares for i in counted))
-    del numbers[len(raw) :]  # the histograms counted for norms alone
-    return numbers
+    step = _Step(plan, raw)
+    step.sort(scalars, stacked)
+    step.count()
+    step.combine_across_ranks()
+    for batch in step.batches.values():
+        batch.copy_to_host()
+    return step.host_values()
 
 
-class _Counting:
-    """The histograms of one due step, each tensor counted once: on its device with the
-    others there, or across ranks (a DTensor, or ``reduce=``).
+class _Step:
+    """The values of one due step on their way to the host (see :func:`to_host`).
 
-    A norm needs its tensor's sum of squares, which the histogram holds, made whole
-    across ranks for a DTensor: so a norm's tensor is counted as a histogram too, the
-    same histogram when a histogram op has that very tensor, else one in a slot past the
-    plan's values that is dropped at the end.
+    Each tensor's histogram is counted once, by identity, on its device or across ranks
+    (a DTensor, or ``reduce=``). A norm needs its tensor's sum of squares, which the
+    histogram holds, made whole across ranks for a DTensor: so a norm's tensor is counted
+    as a histogram too, the same histogram when a histogram op has that very tensor, else
+    one in a slot past the plan's values that is dropped at the end.
     """
 
-    def __init__(
-        self, numbers: list[Any], batches: dict[torch.device, _DeviceBatch], reductions: Reductions
-    ) -> None:
-        self.numbers = numbers
-        self.batches = batches
-        self.reductions = reductions
-        # Where each tensor of this due step was counted, by identity: the tensors are
-        # alive (the functions' results hold them) until the evaluation ends.
+    def __init__(self, plan: Plan, raw: list[Any]) -> None:
+        self.plan = plan
+        self.raw = raw
+        self.numbers: list[Any] = [None] * len(raw)
+        self.batches: dict[torch.device, _DeviceBatch] = {}
+        self.reductions = Reductions()
+        # Other ranks wait for this one in the due step's collectives: tell them of a failure.
+        self.tell_others = plan.reduced and _distributed.active()
+        # Where each tensor was counted, by identity: the tensors are alive (the
+        # functions' results hold them) until the evaluation ends.
         self.counted: dict[int, int] = {}
+        self.norms: list[tuple[int, list[int]]] = []  # (number, its histograms' numbers)
 
-    def add(
-        self,
-        index: int,
-        tag: str,
-        tensor: torch.Tensor | Counted,
-        reduce: str | None,
-        group: Any,
+    def _batch(self, device: torch.device) -> _DeviceBatch:
+        batch = self.batches.get(device)
+        if batch is None:
+            batch = self.batches[device] = _DeviceBatch()
+        return batch
+
+    def sort(self, scalars: list[Any], stacked: torch.Tensor | None) -> None:
+        """Check each value, and put it in its device's batch, or in the reductions when
+        it needs other ranks; texts are finished here, as they need no transfer."""
+        plan, raw, numbers = self.plan, self.raw, self.numbers
+        if stacked is not None:
+            batch = self._batch(stacked.device)
+            batch.scalars, batch.scalar_numbers = stacked, list(range(len(scalars)))
+        elif scalars:
+            grouped = _group_scalars(plan, scalars, numbers, self.reductions, self.tell_others)
+            for device, part, indices in grouped:
+                batch = self._batch(device)
+                batch.scalars, batch.scalar_numbers = part, indices
+        slot = -1  # the value being prepared, for the others' error
+        try:
+            for index, slot in enumerate(plan.histogram_slots, start=len(scalars)):
+                leaf = plan.leaves[slot]
+                if raw[slot] is None and leaf.optional:
+                    numbers[index] = MISSING
+                    continue
+                tensor = _histogram_value(leaf.tag, raw[slot])
+                self.add_histogram(index, leaf.tag, tensor, leaf.reduce, leaf.group)
+            start = len(scalars) + len(plan.histogram_slots)
+            for index, slot in enumerate(plan.norm_slots, start=start):
+                leaf = plan.leaves[slot]
+                tensors = _norm_values(leaf.tag, raw[slot], leaf.optional)
+                if tensors is None:
+                    numbers[index] = MISSING
+                    continue
+                self.norms.append((index, [self.histogram_of(leaf.tag, t) for t in tensors]))
+            start += len(plan.norm_slots)
+            for index, slot in enumerate(plan.text_slots, start=start):
+                numbers[index] = text_tensor(plan.leaves[slot].tag, raw[slot])  # no transfer
+            for index, slot in enumerate(plan.image_slots, start=start + len(plan.text_slots)):
+                leaf = plan.leaves[slot]
+                pixels = image_pixels(leaf.tag, raw[slot], leaf.max_outputs, leaf.dataformats)
+                self._batch(pixels.device).images.append((index, pixels))
+            self.reductions.count_histograms()  # the values that need other ranks, together
+        except Exception as error:
+            if self.tell_others:
+                raise LocalFailure(slot) from error
+            raise
+
+    def add_histogram(
+        self, index: int, tag: str, tensor: torch.Tensor | Counted, reduce: str | None, group: Any
     ) -> None:
         """Count ``tensor`` into ``numbers[index]`` (or use its row, already counted)."""
         if reduce is None:
@@ -270,24 +283,44 @@ class _Counting:
         ):
             return
         if isinstance(tensor, Counted):
-            self.batches.setdefault(tensor.row.device, _DeviceBatch()).histograms.append(
-                (index, tag, tensor)
-            )
+            self._batch(tensor.row.device).histograms.append((index, tag, tensor))
         elif tensor.numel() == 0:
             self.numbers[index] = histogram_proto(np.empty(0), 0)
         else:
-            self.batches.setdefault(tensor.device, _DeviceBatch()).histograms.append(
-                (index, tag, tensor)
-            )
+            self._batch(tensor.device).histograms.append((index, tag, tensor))
 
-    def index_of(self, tag: str, tensor: torch.Tensor | Counted) -> int:
+    def histogram_of(self, tag: str, tensor: torch.Tensor | Counted) -> int:
         """Where ``tensor``'s histogram is, counting it first if no op has."""
         index = self.counted.get(id(tensor))
         if index is None:
             index = len(self.numbers)
             self.numbers.append(None)
-            self.add(index, tag, tensor, None, None)
+            self.add_histogram(index, tag, tensor, None, None)
         return index
+
+    def count(self) -> None:
+        """Count each device's histograms, together."""
+        for batch in self.batches.values():
+            batch.count()
+
+    def combine_across_ranks(self) -> None:
+        """The due step's collectives, whose results join their device's batch. Every
+        rank of a plan with reduce= takes part in the status, in a group or not, so that
+        the ranks of a group never wait for one outside it."""
+        if self.reductions or self.tell_others:
+            self.reductions.run()
+            for vector, finish_to in self.reductions.results():
+                self._batch(vector.device).reduced.append((vector, finish_to))
+
+    def host_values(self) -> list[Any]:
+        """The values made from their host copies, and the norms from the histograms."""
+        numbers = self.numbers
+        for batch in self.batches.values():
+            batch.store_in(numbers)
+        for index, counted in self.norms:  # a norm: its histograms' sum of squares, made whole
+            numbers[index] = math.sqrt(sum(numbers[i].sum_squares for i in counted))
+        del numbers[len(self.raw) :]  # the histograms counted for norms alone
+        return numbers
 
 
 def _norm_values(tag: str, value: Any, optional: bool) -> list[torch.Tensor | Counted] | None:

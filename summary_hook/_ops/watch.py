@@ -234,8 +234,10 @@ def _leaf(prefix: str, group: str, name: str, kind: Any, fn: Any, optional: bool
 def _parameter(module: torch.nn.Module, name: str) -> torch.Tensor:
     """The parameter at the qualified ``name``, found as ``get_parameter`` finds it, in
     half its time (the checks it makes were made when ``watch`` was called)."""
-    found: Any = functools.reduce(getattr, name.split("."), module)
-    return found
+    owner, _, attribute = name.rpartition(".")
+    parent = functools.reduce(getattr, owner.split("."), module) if owner else module
+    parameter: torch.Tensor = getattr(parent, attribute)
+    return parameter
 
 
 def _gradient(module: torch.nn.Module, name: str) -> torch.Tensor | None:
