@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from tensorboard.compat.proto.summary_pb2 import Summary
 from typing_extensions import override
@@ -46,6 +47,7 @@ from summary_hook._events.hook_writers import (
     flush_after_failure,
     writer_logdir,
 )
+from summary_hook._events.hparams import SessionHparams, flattened, shown
 from summary_hook._events.writer_cache import SummaryWriterCache
 from summary_hook._front_ends.run_dirs import close_run, run_writer
 from summary_hook._front_ends.spawn import portable_collection, register_again
@@ -53,9 +55,9 @@ from summary_hook._hooks.protocol import SessionRunArgs, SessionRunContext, Sess
 from summary_hook._hooks.restarts import ledger_for, mark_restart
 from summary_hook._hooks.run import call_after_run, call_before_run, close_taps, release_taps
 from summary_hook._hooks.step_counter import StepCounterHook
-from summary_hook._hooks.summary_saver import SaverOptions, SummarySaverHook
+from summary_hook._hooks.summary_saver import SaverOptions, SummarySaverHook, scalar_tags
 from summary_hook._ops.scaffold import Scaffold
-from summary_hook._ops.summary_ops import SummaryOp
+from summary_hook._ops.summary_ops import SUMMARIES, SummaryOp, get_collection
 
 __all__ = ["HookCallback", "SummarySaver"]
 
@@ -235,6 +237,18 @@ class SummarySaver(HookCallback):
         summary_op: A summary op or a list of them.
         steps_per_sec: Also write ``global_step/sec`` with a :class:`StepCounterHook` on
             the same schedule and writer (as ``MonitoredTrainingSession`` did).
+        hparams: Hyperparameters for TensorBoard's HParams dashboard (names to numbers,
+            strings or booleans), written into the run's own event file with the
+            module's and datamodule's ``save_hyperparameters()`` values beside them,
+            and the run's status at its end. With a ``TensorBoardLogger`` they are
+            written at ``setup``, before Lightning logs its own: TensorBoard keeps the
+            first, so the dashboard shows one session with every value, and the
+            metrics named here, not Lightning's ``hp_metric`` placeholder. Its session
+            status is the saver's (failed, when the fit raises) only with
+            ``TensorBoardLogger(default_hp_metric=False)``: the placeholder comes with a
+            "success" that Lightning writes at the start.
+        hparam_metrics: The scalar tags shown beside them; by default every
+            ``sh.scalar`` tag saved.
 
     Raises:
         ValueError: With TensorFlow's messages: both ``scaffold`` and ``summary_op``;
@@ -257,6 +271,8 @@ class SummarySaver(HookCallback):
         summary_op: SummaryOp | Sequence[SummaryOp] | None = None,
         *,
         steps_per_sec: bool = False,
+        hparams: Any = None,
+        hparam_metrics: Any = None,
     ) -> None:
         if not isinstance(steps_per_sec, bool):
             raise TypeError(f"steps_per_sec must be a bool, got {steps_per_sec!r}")
@@ -269,7 +285,10 @@ class SummarySaver(HookCallback):
             scaffold=scaffold,
             summary_op=summary_op,
             complete=False,  # the run gives the destination, the default collection the ops
+            hparams=hparams,
+            hparam_metrics=hparam_metrics,
         )
+        self._hparams: SessionHparams | None = None  # this fit's, on rank zero
         self._log_dir: str | None = None  # where this fit's events go, on rank zero
         self._resumed_dir: str | None = None  # where the resumed checkpoint's run wrote
         self._resumed: tuple[int, list[bytes]] | None = None  # what it wrote at its step
@@ -305,6 +324,50 @@ class SummarySaver(HookCallback):
             self._spawned_ops = []
             # A fresh scaffold per fit, so ops re-registered in a notebook are picked up.
             self._scaffold = self._options.scaffold or Scaffold()
+            self._hparams = self._fit_hparams(trainer, pl_module)
+            if self._hparams is not None and self._writes_through_logger(trainer):
+                # Before Lightning logs its own hyperparameters: TensorBoard keeps the first.
+                self._hparams.start(run_writer(trainer, None).writer, self._metric_tags())
+
+    def _fit_hparams(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> SessionHparams | None:
+        """This fit's hyperparameters on the writing rank: the module's and datamodule's
+        saved ones (as Lightning logs them), then the saver's."""
+        options = self._options
+        if options.hparams is None or not trainer.is_global_zero:
+            return None
+        if getattr(trainer, "fast_dev_run", False):  # (writes no logs; set by the Trainer)
+            return None
+        values: dict[str, Any] = {}
+        datamodule = getattr(trainer, "datamodule", None)
+        for owner in (pl_module, datamodule):
+            saved = getattr(owner, "hparams_initial", None)
+            if saved:
+                values.update((k, shown(v)) for k, v in flattened(dict(saved)).items())
+        values.update(options.hparams)
+        return SessionHparams(values, options.hparam_metrics)
+
+    def _writes_through_logger(self, trainer: pl.Trainer) -> bool:
+        """Whether this fit's summaries go through a ``TensorBoardLogger``'s writer."""
+        options = self._options
+        return (
+            options.output_dir is None
+            and options.summary_writer is None
+            and any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers)
+        )
+
+    def _metric_tags(self) -> list[str]:
+        """The saver's scalar tags, from its ops or, before they are merged, the default
+        collection's."""
+        explicit = self._options.summary_op
+        if explicit is not None:
+            ops = [explicit] if isinstance(explicit, SummaryOp) else list(explicit)
+        elif self._scaffold.summary_op is not None:
+            ops = [self._scaffold.summary_op]
+        else:
+            ops = get_collection(SUMMARIES)
+        return scalar_tags(ops)
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickled for the processes a spawn-based strategy starts: the default
@@ -348,7 +411,23 @@ class SummarySaver(HookCallback):
         self._set_hooks(hooks)
         if trainer.global_step > 0 and hook.summary_writer is not None:
             self._mark_restart(hook.summary_writer, trainer.global_step)
+        if self._hparams is not None and hook.summary_writer is not None:
+            self._hparams.start(hook.summary_writer, self._metric_tags())  # (once)
         super().on_train_start(trainer, pl_module)
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._hparams is not None:
+            self._hparams.end(trainer.global_step)
+        super().on_train_end(trainer, pl_module)
+
+    @override
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if self._hparams is not None:
+            self._hparams.end(trainer.global_step, failed=True)
+        super().on_exception(trainer, pl_module, exception)
 
     def _mark_restart(self, writer: HookWriter, step: int) -> None:
         # Lightning logs a batch's metrics at the step before its optimizer step, so the

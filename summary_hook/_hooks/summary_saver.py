@@ -12,6 +12,12 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 
 from summary_hook._evaluation import distributed as _distributed
 from summary_hook._events.hook_writers import DiscardWriter, HookWriter, as_summary_writer
+from summary_hook._events.hparams import (
+    Hparams,
+    SessionHparams,
+    checked_hparams,
+    checked_metrics,
+)
 from summary_hook._events.pending import DeferredSummary, complete
 from summary_hook._events.writer_cache import SummaryWriterCache
 from summary_hook._hooks.protocol import (
@@ -57,6 +63,8 @@ class SaverOptions:
     summary_writer: HookWriter | None = None
     scaffold: Scaffold | None = None
     summary_op: SummaryOp | Sequence[SummaryOp] | None = None
+    hparams: Hparams | None = None
+    hparam_metrics: tuple[str, ...] | None = None
 
     @classmethod
     def checked(
@@ -69,6 +77,8 @@ class SaverOptions:
         scaffold: Scaffold | None,
         summary_op: SummaryOp | Sequence[SummaryOp] | None,
         complete: bool = True,
+        hparams: Any = None,
+        hparam_metrics: Any = None,
     ) -> SaverOptions:
         """Check the arguments in TensorFlow's order, with its messages, then ours.
 
@@ -78,7 +88,8 @@ class SaverOptions:
                 ``save_steps`` and ``save_secs``; if ``output_dir`` is empty; if
                 ``complete`` and neither ``output_dir`` nor ``summary_writer`` is given;
                 if ``save_steps`` is not a positive integer or ``save_secs`` not a
-                positive, finite number.
+                positive, finite number; if ``hparam_metrics`` is given without
+                ``hparams``.
             TypeError: If an argument has the wrong type.
         """
         if complete or scaffold is not None or summary_op is not None:
@@ -98,6 +109,11 @@ class SaverOptions:
             not isinstance(output_dir, (str, os.PathLike)) or not os.fspath(output_dir)
         ):
             raise ValueError(f"output_dir must be a non-empty path, got {output_dir!r}")
+        if hparam_metrics is not None and hparams is None:
+            raise ValueError(
+                f"hparam_metrics={hparam_metrics!r} names the metrics shown beside "
+                "hyperparameters: pass hparams={...} too"
+            )
         return cls(
             save_steps=save_steps,
             save_secs=save_secs,
@@ -105,7 +121,15 @@ class SaverOptions:
             summary_writer=None if summary_writer is None else as_summary_writer(summary_writer),
             scaffold=scaffold,
             summary_op=summary_op,
+            hparams=None if hparams is None else checked_hparams(hparams),
+            hparam_metrics=None if hparam_metrics is None else checked_metrics(hparam_metrics),
         )
+
+
+def scalar_tags(ops: Sequence[SummaryOp]) -> list[str]:
+    """The tags of the scalar summaries of ``ops``: the metrics shown beside
+    hyperparameters unless ``hparam_metrics`` names them."""
+    return [leaf.tag for op in ops for leaf in op.leaves if leaf.kind == "scalar"]
 
 
 def _check_summary_source(
@@ -162,6 +186,11 @@ class SummarySaverHook(SessionRunHook):
             ``scaffold``, pass ``scaffold=Scaffold()`` to save every registered op.
         timer: Decides when a step is due, in place of
             ``SecondOrStepTimer(save_secs, save_steps)`` (whose checks still apply).
+        hparams: Hyperparameters to show in TensorBoard's HParams dashboard (names to
+            numbers, strings or booleans), written into the run's own event file on
+            the first step, with the run's status at :meth:`end`.
+        hparam_metrics: The scalar tags shown beside them; by default every
+            ``sh.scalar`` tag the hook saves.
 
     Raises:
         ValueError: If both or neither of ``scaffold`` and ``summary_op`` is given, if
@@ -188,6 +217,8 @@ class SummarySaverHook(SessionRunHook):
         summary_op: SummaryOp | Sequence[SummaryOp] | None = None,
         *,
         timer: _HookTimer | None = None,
+        hparams: Any = None,
+        hparam_metrics: Any = None,
     ) -> None:
         options = SaverOptions.checked(
             save_steps=save_steps,
@@ -196,6 +227,8 @@ class SummarySaverHook(SessionRunHook):
             summary_writer=summary_writer,
             scaffold=scaffold,
             summary_op=summary_op,
+            hparams=hparams,
+            hparam_metrics=hparam_metrics,
         )
         self._timer = timer or SecondOrStepTimer(
             every_secs=options.save_secs, every_steps=options.save_steps
@@ -211,6 +244,11 @@ class SummarySaverHook(SessionRunHook):
         self._request_summary = False
         self._said_nothing_to_save = False
         self._ledger = RestartLedger()
+        self._hparams = (
+            None
+            if options.hparams is None
+            else SessionHparams(options.hparams, options.hparam_metrics)
+        )
         # What the latest due step wrote, as evaluation gave it (see ``_events.pending``).
         self._last_saved: tuple[int, tuple[Summary | DeferredSummary, ...]] | None = None
 
@@ -269,6 +307,8 @@ class SummarySaverHook(SessionRunHook):
             # A resumed run, or one that goes back in time in a directory this process
             # wrote (a notebook cell run again): hide the stale points.
             mark_restart(writer, self._ledger, global_step)
+        if self._hparams is not None and not self._hparams.started:
+            self._hparams.start(writer, scalar_tags(self._get_summary_op() or []))
         if self._request_summary and global_step != self._timer.last_triggered_step():
             # (The step may not have moved: a step read from a callable, such as an
             # optimizer step under accumulation. It was written already; never twice.)
@@ -295,8 +335,11 @@ class SummarySaverHook(SessionRunHook):
         return step, tuple(complete(summary) for summary in summaries)
 
     def end(self, session: Session) -> None:
-        """Flush the writer; it stays open for others that share it."""
+        """Write the run's status with its hyperparameters, if any, and flush the writer;
+        it stays open for others that share it."""
         if self._summary_writer:
+            if self._hparams is not None:
+                self._hparams.end(session.global_step)
             self._summary_writer.flush()
 
     def _get_summary_op(self) -> list[SummaryOp] | None:
