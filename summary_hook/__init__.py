@@ -28,6 +28,7 @@ from summary_hook._ops.scaffold import Scaffold
 from summary_hook._ops.summary_ops import (
     SUMMARIES,
     SummaryOp,
+    audio,
     clear_collection,
     get_collection,
     histogram,
@@ -65,6 +66,7 @@ __all__ = [
     "SummaryWriterCache",
     "WriterError",
     "__version__",
+    "audio",
     "clear_collection",
     "evaluate",
     "get_collection",

@@ -33,7 +33,7 @@ __all__ = ["TagSummary", "format_table", "plot", "read_histograms", "read_scalar
 _MAX_RECORD_BYTES = 256 * 2**20
 #: What :func:`plot` says when matplotlib is missing.
 PLOT_NEEDS = "plotting needs matplotlib: pip install 'summary_hook[plot]'"
-_LOAD_EVERYTHING = {"scalars": 0, "histograms": 0, "tensors": 0, "images": 0, "audio": 1}
+_LOAD_EVERYTHING = {"scalars": 0, "histograms": 0, "tensors": 0, "images": 0, "audio": 0}
 
 
 @dataclass(frozen=True)
@@ -211,8 +211,8 @@ def read_histograms(logdir: str | os.PathLike[str]) -> pd.DataFrame:
 def summarize(logdir: str | os.PathLike[str]) -> list[TagSummary]:
     """One :class:`TagSummary` per run and tag: points, first and last step, last value.
 
-    A histogram's last value is the mean of its last point; an image's and a text's
-    is NaN.
+    A histogram's last value is the mean of its last point; an image's, a clip's and a
+    text's is NaN.
 
     Raises:
         FileNotFoundError: If ``logdir`` is not a directory.
@@ -247,6 +247,13 @@ def summarize(logdir: str | os.PathLike[str]) -> list[TagSummary]:
             rows.append(
                 TagSummary(
                     run, tag, "image", len(images), images[0].step, images[-1].step, float("nan")
+                )
+            )
+        for tag in tags["audio"]:
+            clips = accumulator.Audio(tag)
+            rows.append(
+                TagSummary(
+                    run, tag, "audio", len(clips), clips[0].step, clips[-1].step, float("nan")
                 )
             )
         for tag in tags["tensors"]:

@@ -29,6 +29,7 @@ PUBLIC = [
     "SummaryWriterCache",
     "WriterError",
     "__version__",
+    "audio",
     "clear_collection",
     "evaluate",
     "get_collection",

@@ -17,6 +17,7 @@ import torch
 from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary, SummaryMetadata
 
 from summary_hook._evaluation import distributed as _distributed
+from summary_hook._evaluation.audio import Sound, audio_tags
 from summary_hook._evaluation.distributed import RemoteFailure, report_failure
 from summary_hook._evaluation.errors import SummaryEvaluationError
 from summary_hook._evaluation.images import Pixels, image_tags
@@ -167,9 +168,10 @@ def _fill(value: Summary.Value, number: Any) -> None:
 
 
 def _deferred(op: SummaryOp, numbers: list[Any]) -> DeferredSummary:
-    """An op's summary with every value in place, its images' PNGs not yet encoded."""
+    """An op's summary with every value in place, its images' PNGs and its clips' WAVs
+    not yet encoded."""
     summary = Summary()
-    images: list[tuple[Summary.Value, np.ndarray]] = []
+    encodings: list[tuple[Summary.Value, np.ndarray]] = []
     for leaf, number in zip(op.leaves, numbers, strict=True):
         if isinstance(number, Pixels):
             tags = image_tags(leaf.tag, leaf.max_outputs, len(number.arrays))
@@ -178,10 +180,18 @@ def _deferred(op: SummaryOp, numbers: list[Any]) -> DeferredSummary:
                 height, width, channels = pixels.shape
                 value.image.height, value.image.width = height, width
                 value.image.colorspace = channels
-                images.append((value, pixels))
+                encodings.append((value, pixels))
+        elif isinstance(number, Sound):
+            tags = audio_tags(leaf.tag, leaf.max_outputs, len(number.arrays))
+            for tag, samples in zip(tags, number.arrays, strict=True):
+                value = summary.value.add(tag=tag)
+                value.audio.sample_rate = leaf.sample_rate
+                value.audio.length_frames, value.audio.num_channels = samples.shape
+                value.audio.content_type = "audio/wav"
+                encodings.append((value, samples))
         else:
             _fill(summary.value.add(tag=leaf.tag), number)
-    return DeferredSummary(summary, images, op.carries_metadata)
+    return DeferredSummary(summary, encodings, op.carries_metadata)
 
 
 def _numbers(plan: Plan, output: Any) -> list[Any]:

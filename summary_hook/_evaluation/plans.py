@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import operator
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from summary_hook._ops.summary_ops import Leaf, SummaryOp
+from summary_hook._ops.summary_ops import KINDS, Kind, Leaf, SummaryOp
 
 __all__ = ["Plan", "PlanCache", "forget_plans_in_child", "plan_for"]
 
@@ -26,10 +26,9 @@ class Plan:
     """How to evaluate one tuple of ops, worked out once and kept (see :func:`plan_for`).
 
     Leaves are deduplicated in order of first appearance. Their host values are kept in
-    one list, ``numbers``: the scalars (in ``scalar_slots`` order), then the histograms,
-    the norms, the texts and the images (in ``histogram_slots``, ``norm_slots``,
-    ``text_slots`` and ``image_slots`` order); ``op_numbers`` says where each op's values
-    are.
+    one list, ``numbers``, kind by kind in :data:`KINDS` order (the scalars first), each
+    kind's in the order of its leaves' slots, ``slots[kind]``; ``op_numbers`` says where
+    each op's values are.
 
     Each op has a template ``Summary`` with its tags. An op of scalars only is filled
     in place through ``template_values``, references to the template's values kept
@@ -42,11 +41,7 @@ class Plan:
     takes_output: tuple[bool, ...]
     output_free: bool  # no function takes the step's output
     reduced: bool  # some leaf combines the ranks' values (``reduce=``)
-    scalar_slots: tuple[int, ...]
-    histogram_slots: tuple[int, ...]
-    norm_slots: tuple[int, ...]
-    text_slots: tuple[int, ...]
-    image_slots: tuple[int, ...]
+    slots: dict[Kind, tuple[int, ...]]  # by kind: which leaves are of that kind
     scalars_only: bool  # every leaf is a scalar: the common case
     op_numbers: tuple[tuple[int, ...], ...]
     op_pick: tuple[Callable[[list[Any]], Sequence[Any]] | None, ...]
@@ -54,6 +49,16 @@ class Plan:
     template_values: tuple[tuple[Any, ...], ...]
     lock: threading.Lock
     generation: int  # the ``_generation`` it was made in
+
+    def numbered(self, kind: Kind) -> Iterator[tuple[int, int]]:
+        """``(number, slot)`` of each leaf of ``kind``: where its value goes in ``numbers``,
+        and which leaf it is."""
+        start = 0
+        for earlier in KINDS:
+            if earlier == kind:
+                break
+            start += len(self.slots[earlier])
+        return enumerate(self.slots[kind], start=start)
 
 
 def _picker(indices: tuple[int, ...]) -> Callable[[list[Any]], Sequence[Any]]:
@@ -125,12 +130,8 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> Plan:
             if id(leaf) not in slot_of:
                 slot_of[id(leaf)] = len(leaves)
                 leaves.append(leaf)
-    scalar_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "scalar"]
-    histogram_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "histogram"]
-    norm_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "norm"]
-    text_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "text"]
-    image_slots = [i for i, leaf in enumerate(leaves) if leaf.kind == "image"]
-    order = scalar_slots + histogram_slots + norm_slots + text_slots + image_slots
+    slots = {kind: tuple(i for i, leaf in enumerate(leaves) if leaf.kind == kind) for kind in KINDS}
+    order = [slot for kind in KINDS for slot in slots[kind]]
     number_of = {slot: n for n, slot in enumerate(order)}
     op_numbers = tuple(tuple(number_of[slot_of[id(leaf)]] for leaf in op.leaves) for op in ops)
     templates = tuple(Summary(value=[Summary.Value(tag=tag) for tag in op.tags]) for op in ops)
@@ -140,12 +141,8 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> Plan:
         takes_output=tuple(leaf.takes_output for leaf in leaves),
         output_free=not any(leaf.takes_output for leaf in leaves),
         reduced=any(leaf.reduce is not None for leaf in leaves),
-        scalar_slots=tuple(scalar_slots),
-        histogram_slots=tuple(histogram_slots),
-        norm_slots=tuple(norm_slots),
-        text_slots=tuple(text_slots),
-        image_slots=tuple(image_slots),
-        scalars_only=len(scalar_slots) == len(leaves),
+        slots=slots,
+        scalars_only=len(slots["scalar"]) == len(leaves),
         op_numbers=op_numbers,
         op_pick=tuple(
             _picker(numbers) if all(leaf.kind == "scalar" for leaf in op.leaves) else None

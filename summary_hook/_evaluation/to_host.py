@@ -22,6 +22,7 @@ from tensorboard.compat.proto.tensor_pb2 import TensorProto
 from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 
 from summary_hook._evaluation import distributed as _distributed
+from summary_hook._evaluation.audio import Sound, audio_samples
 from summary_hook._evaluation.distributed import Reductions, is_dtensor
 from summary_hook._evaluation.histogram import (
     STATS,
@@ -46,7 +47,7 @@ _HOST_FLOATS = (torch.float32, torch.float64)
 
 class _DeviceBatch:
     """What one device sends to the host, in one copy: stacked scalars, histogram
-    statistics and counts, reduced vectors, then images."""
+    statistics and counts, reduced vectors, audio samples, then images."""
 
     def __init__(self) -> None:
         self.scalars: torch.Tensor | None = None  # 1-D, any real dtype
@@ -56,6 +57,7 @@ class _DeviceBatch:
         self.counted: list[Counts] = []
         # Each reduced vector, with what stores its values from its host copy.
         self.reduced: list[tuple[torch.Tensor, Any]] = []
+        self.sounds: list[tuple[int, torch.Tensor]] = []  # (number, [N, frames, C] int16)
         self.images: list[tuple[int, torch.Tensor]] = []  # (number, [N, H, W, C] uint8)
         self.host: list[np.ndarray] = []  # every part, on the host
 
@@ -75,6 +77,7 @@ class _DeviceBatch:
             parts += (counts.stats, counts.counts)
         made_here = range(counts_at, len(parts))  # the parts nothing else holds
         parts.extend(vector for vector, _ in self.reduced)
+        parts.extend(samples for _, samples in self.sounds)
         parts.extend(pixels for _, pixels in self.images)
         self.host = _copy_parts_to_host(parts, made_here)
 
@@ -99,6 +102,8 @@ class _DeviceBatch:
                 numbers[index] = proto
         for _, finish_to in self.reduced:
             finish_to(next(host), numbers)
+        for index, _ in self.sounds:
+            numbers[index] = Sound(list(next(host)))
         for index, _ in self.images:
             numbers[index] = Pixels(list(next(host)))
         self.host = []
@@ -107,8 +112,8 @@ class _DeviceBatch:
 def _copy_parts_to_host(parts: list[torch.Tensor], made_here: range) -> list[np.ndarray]:
     """Tensors of one device on the host, in one copy: their bytes, concatenated on the
     device, cross at once, and each is read back as its own dtype and shape. Parts are
-    float32, float64, int32, int64 or uint8; 8-byte parts come before images, so that
-    every 8-byte part is read from an aligned offset.
+    float32, float64, int32, int64, int16 (audio) or uint8 (images), in that order of
+    sizes, so that every part is read from an offset aligned to its own.
 
     On the CPU the parts at ``made_here`` (the histograms' counts, made by this
     evaluation and held by nothing else) are read where they are: they are in host
@@ -188,7 +193,7 @@ def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
     device's histograms are counted together; values that need other ranks are combined
     in the due step's collectives; each device's values cross to the host in one copy;
     and there they become floats, ``HistogramProto``s, texts and pixels."""
-    scalars = raw if plan.scalars_only else [raw[slot] for slot in plan.scalar_slots]
+    scalars = raw if plan.scalars_only else [raw[slot] for slot in plan.slots["scalar"]]
     stacked = _stack_one_device(scalars) if scalars and not plan.reduced else None
     if stacked is not None and plan.scalars_only:
         return _copy_to_host(stacked).tolist()  # the common case: scalars of one device
@@ -244,28 +249,30 @@ class _Step:
                 batch.scalars, batch.scalar_numbers = part, indices
         slot = -1  # the value being prepared, for the others' error
         try:
-            for index, slot in enumerate(plan.histogram_slots, start=len(scalars)):
+            for index, slot in plan.numbered("histogram"):
                 leaf = plan.leaves[slot]
                 if raw[slot] is None and leaf.optional:
                     numbers[index] = MISSING
                     continue
                 tensor = _histogram_value(leaf.tag, raw[slot])
                 self.add_histogram(index, leaf.tag, tensor, leaf.reduce, leaf.group)
-            start = len(scalars) + len(plan.histogram_slots)
-            for index, slot in enumerate(plan.norm_slots, start=start):
+            for index, slot in plan.numbered("norm"):
                 leaf = plan.leaves[slot]
                 tensors = _norm_values(leaf.tag, raw[slot], leaf.optional)
                 if tensors is None:
                     numbers[index] = MISSING
                     continue
                 self.norms.append((index, [self.histogram_of(leaf.tag, t) for t in tensors]))
-            start += len(plan.norm_slots)
-            for index, slot in enumerate(plan.text_slots, start=start):
+            for index, slot in plan.numbered("text"):
                 numbers[index] = text_tensor(plan.leaves[slot].tag, raw[slot])  # no transfer
-            for index, slot in enumerate(plan.image_slots, start=start + len(plan.text_slots)):
+            for index, slot in plan.numbered("image"):
                 leaf = plan.leaves[slot]
                 pixels = image_pixels(leaf.tag, raw[slot], leaf.max_outputs, leaf.dataformats)
                 self._batch(pixels.device).images.append((index, pixels))
+            for index, slot in plan.numbered("audio"):
+                leaf = plan.leaves[slot]
+                samples = audio_samples(leaf.tag, raw[slot], leaf.max_outputs)
+                self._batch(samples.device).sounds.append((index, samples))
             self.reductions.count_histograms()  # the values that need other ranks, together
         except Exception as error:
             if self.tell_others:
@@ -350,7 +357,7 @@ def _group_scalars(
     ``tell_others``.
     """
     groups: dict[torch.device, tuple[list[torch.Tensor], list[int]]] = {}
-    for index, (slot, value) in enumerate(zip(plan.scalar_slots, scalars, strict=True)):
+    for index, (slot, value) in enumerate(zip(plan.slots["scalar"], scalars, strict=True)):
         leaf = plan.leaves[slot]
         try:
             checked = _scalar_value(leaf.tag, value)  # raises the precise error

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+import numbers
 import re
 import threading
 import warnings
@@ -25,9 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "KINDS",
     "SUMMARIES",
     "Leaf",
     "SummaryOp",
+    "audio",
     "clean_tag",
     "clear_collection",
     "get_collection",
@@ -56,7 +60,9 @@ def new_lock_in_child() -> None:
 
 
 #: A norm (made by ``watch``) is the L2 norm of a tensor, or of a list of them together.
-Kind = Literal["scalar", "histogram", "norm", "text", "image"]
+Kind = Literal["scalar", "histogram", "norm", "text", "image", "audio"]
+#: Every kind, in the order evaluation keeps their values.
+KINDS: tuple[Kind, ...] = ("scalar", "histogram", "norm", "text", "image", "audio")
 
 
 def clean_tag(name: str) -> str:
@@ -103,8 +109,9 @@ class Leaf:
     takes_output: bool
     reduce: str | None = None
     group: Any = None
-    max_outputs: int = 0  # images only
+    max_outputs: int = 0  # images and audio only
     dataformats: str = ""  # images only
+    sample_rate: float = 0.0  # audio only
     optional: bool = False  # None is no value, left out of the summary (a missing .grad)
 
 
@@ -122,8 +129,9 @@ class SummaryOp:
 
     @functools.cached_property
     def has_images(self) -> bool:
-        """Whether it holds an image summary (a variable number of values)."""
-        return any(leaf.kind == "image" for leaf in self.leaves)
+        """Whether it holds an image or audio summary: a variable number of values, each
+        encoded (PNG, WAV) by the writer."""
+        return any(leaf.kind in ("image", "audio") for leaf in self.leaves)
 
     @functools.cached_property
     def carries_metadata(self) -> bool:
@@ -364,6 +372,69 @@ def image(
             f"got {dataformats!r}"
         )
     leaf = Leaf(tag, "image", fn, _takes_output(tag, fn), None, None, max_outputs, dataformats)
+    op = SummaryOp((leaf,))
+    register(op, collections)
+    return op
+
+
+def audio(
+    name: str,
+    fn: Callable[..., Any],
+    sample_rate: float,
+    max_outputs: int = 3,
+    collections: Iterable[str] | None = None,
+) -> SummaryOp:
+    """An audio summary, written as TensorFlow v1's ``tf.summary.audio`` writes it.
+
+    ``fn`` returns a batch of clips, ``[batch, frames, channels]`` or ``[batch, frames]``,
+    floats in [-1, 1] (TensorFlow's layout). On a due step only the first
+    ``max_outputs`` clips are turned into 16-bit samples, on their device, and cross to
+    the host in the step's one transfer; WAV encoding happens off the training thread
+    when a hook writes them. Tags are ``name/audio`` when ``max_outputs`` is 1, else
+    ``name/audio/0``, ``name/audio/1``...
+
+    Args:
+        name: The tag's prefix; invalid characters become ``_`` with a warning.
+        fn: ``fn()`` or ``fn(output)`` returning the clips.
+        sample_rate: Frames a second.
+        max_outputs: The most clips written per due step.
+        collections: As for :func:`scalar`.
+
+    Returns:
+        The op.
+
+    Raises:
+        TypeError: If ``fn`` is not callable or needs more than one argument, or
+            ``sample_rate`` is not a number or ``max_outputs`` not an int.
+        ValueError: If ``name`` is empty, ``sample_rate`` is not positive and finite, or
+            ``max_outputs`` is not positive.
+
+    Example:
+        >>> import torch
+        >>> tone = audio("tone", lambda: torch.sin(torch.arange(8000.0))[None] / 2, 8000,
+        ...              collections=[])
+        >>> tone.tags
+        ('tone',)
+    """
+    tag = clean_tag(name)
+    if isinstance(max_outputs, bool) or not isinstance(max_outputs, int):
+        raise TypeError(f"audio {tag!r}: max_outputs must be an int, got {max_outputs!r}")
+    if max_outputs < 1:
+        raise ValueError(f"audio {tag!r}: max_outputs must be positive, got {max_outputs!r}")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real):
+        raise TypeError(f"audio {tag!r}: sample_rate must be a number, got {sample_rate!r}")
+    if not (math.isfinite(sample_rate) and sample_rate > 0):
+        raise ValueError(
+            f"audio {tag!r}: sample_rate must be positive and finite, got {sample_rate!r}"
+        )
+    leaf = Leaf(
+        tag,
+        "audio",
+        fn,
+        _takes_output(tag, fn),
+        max_outputs=max_outputs,
+        sample_rate=float(sample_rate),
+    )
     op = SummaryOp((leaf,))
     register(op, collections)
     return op
