@@ -44,11 +44,28 @@ def hook_calls(monkeypatch):
     return calls
 
 
+def doc_blocks(path: str) -> list[tuple[str, str]]:
+    """The fenced code blocks of a Markdown file (relative to the repository), in order,
+    as ``(language, code)``."""
+    with open(os.path.join(ROOT, path), encoding="utf-8") as page:
+        text = page.read()
+    return re.findall(r"^```(\w+)\n(.*?)^```$", text, flags=re.S | re.M)
+
+
 def readme_blocks() -> list[tuple[str, str]]:
     """The README's fenced code blocks, in order, as ``(language, code)``."""
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as readme:
-        text = readme.read()
-    return re.findall(r"^```(\w+)\n(.*?)^```$", text, flags=re.S | re.M)
+    return doc_blocks("README.md")
+
+
+def docs_pages() -> list[str]:
+    """The documentation's pages, in the order of the site's navigation (``mkdocs.yml``)."""
+    with open(os.path.join(ROOT, "mkdocs.yml"), encoding="utf-8") as config:
+        return [f"docs/{page}" for page in re.findall(r":\s+(\S+\.md)\s*$", config.read(), re.M)]
+
+
+def usage_blocks() -> list[tuple[str, str]]:
+    """Every code block a user reads: the README's, then each documentation page's."""
+    return [block for path in ["README.md", *docs_pages()] for block in doc_blocks(path)]
 
 
 def event_files(logdir: str) -> list[str]:

@@ -23,7 +23,7 @@ import pytest
 import torch
 from nbclient import NotebookClient
 
-from tests.conftest import accumulator, readme_blocks
+from tests.conftest import accumulator, usage_blocks
 from tests.readers import (
     assert_readers_show,
     ended_well,
@@ -52,7 +52,8 @@ def run(args: list[str], cwd: str, returncode: int = 0) -> str:
 
 
 def readme_python(marker: str) -> str:
-    (code,) = [code for lang, code in readme_blocks() if lang == "python" and marker in code]
+    """The one example of the README or the docs that holds ``marker``."""
+    (code,) = [code for lang, code in usage_blocks() if lang == "python" and marker in code]
     return code
 
 

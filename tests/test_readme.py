@@ -1,4 +1,5 @@
-"""Every code block in the README runs, in order, so the README cannot drift from the code."""
+"""Every code block of the README and of the docs runs, in order, so neither can drift
+from the code."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, readme_blocks
+from tests.conftest import ROOT, doc_blocks, docs_pages, readme_blocks
 from tests.readers import ended_well, free_port
 
 pytestmark = pytest.mark.slow  # subprocesses, servers or several processes
@@ -55,23 +56,48 @@ def torchrun_command(code: str, path: os.PathLike[str]) -> list[str]:
     ]
 
 
-def test_every_other_block_runs_in_order(tmp_path):
-    blocks = readme_blocks()[2:]
-    assert blocks, "the README shows no usage"
+def run_blocks(blocks: list[tuple[str, str]], cwd: os.PathLike[str], where: str) -> None:
+    """Run each block as a user would, in order, in ``cwd``: Python in a fresh
+    interpreter (under ``torchrun`` when the block says so), bash with this environment's
+    ``.venv/bin``. A ``text`` block shows what to type elsewhere and is not run."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "MPLBACKEND": "Agg"}
     for index, (language, code) in enumerate(blocks):
+        if language == "text":
+            continue
         if language == "python" and TORCHRUN in code:
-            command = torchrun_command(code, tmp_path / f"block{index}.py")
+            command = torchrun_command(code, os.path.join(cwd, f"block{index}.py"))
         elif language == "python":
             command = [sys.executable, "-c", code]
         else:
-            assert language == "bash", f"block {index}: unknown language {language}"
+            assert language == "bash", f"{where} block {index}: unknown language {language}"
             command = ["bash", "-euo", "pipefail", "-c", code.replace(".venv/bin/", BIN + "/")]
         result = subprocess.run(
-            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300
         )
         if TORCHRUN in code:  # torch may abort a rank at exit; the journey checks its files
             assert ended_well(result.returncode, result.stderr), result.stderr[-3000:]
         else:
-            assert result.returncode == 0, f"README block {index}:\n{code}\n{result.stderr[-3000:]}"
-    assert os.path.exists(tmp_path / "runs" / "exp1" / "curves.png")
+            assert result.returncode == 0, (
+                f"{where} block {index}:\n{code}\n{result.stderr[-3000:]}"
+            )
+
+
+def test_every_other_block_runs_in_order(tmp_path):
+    blocks = readme_blocks()[2:]
+    assert [language for language, _ in blocks].count("python") >= 2, "no usage shown"
+    run_blocks(blocks, tmp_path, "README")
+    assert os.path.exists(tmp_path / "runs" / "exp1")  # the plain loop's run
+
+
+@pytest.mark.parametrize("page", docs_pages())
+def test_every_block_of_each_docs_page_runs_in_order(tmp_path, page):
+    run_blocks(doc_blocks(page), tmp_path, page)
+
+
+def test_the_readme_links_to_files_that_exist():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as readme:
+        links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme.read())
+    local = [link for link in links if "://" not in link]
+    assert local, "the README links into no page"
+    missing = [link for link in local if not os.path.exists(os.path.join(ROOT, link))]
+    assert not missing, missing

@@ -1,12 +1,12 @@
-"""The README's benchmark figures agree with ``benchmarks/results.json``, so the two
-cannot drift apart again.
+"""The benchmark figures of the docs' Performance page agree with
+``benchmarks/results.json``, so the two cannot drift apart again.
 
 Every number in the result column of the Performance table must be one of the committed
 run's numbers for that measurement (a value, a detail, a count in its keys, or a number
-of its comparison), as the README rounds it: to the decimals written, or for a whole
+of its comparison), as the page rounds it: to the decimals written, or for a whole
 number to its significant digits, in any unit a thousand or a million times larger or
-smaller. Outside the Performance section, a paragraph that names a measurement (``P7``)
-states no figure of it: the figures live in one place.
+smaller. Outside the Performance page, a paragraph of the README or the docs that names
+a measurement (``P7``) states no figure of it: the figures live in one place.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, docs_pages
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results.json")
 #: A number as the README writes one: 1,551 or 0.59 or 2^17 (the last is not a figure).
@@ -29,15 +29,14 @@ FIGURE = re.compile(r"\d[\d,]*(?:\.\d+)?\s?(?:µs|ms|s\b|MB|GB|KB|bytes|x\b)")
 SCALES = (1.0, 1e3, 1e-3, 1e6, 1e-6)
 
 
-def readme_prose() -> str:
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as readme:
-        text = readme.read()
+PERFORMANCE = "docs/performance.md"
+
+
+def prose(path: str) -> str:
+    """A Markdown file's text without its code blocks."""
+    with open(os.path.join(ROOT, path), encoding="utf-8") as page:
+        text = page.read()
     return re.sub(r"^```\w*\n.*?^```$", "", text, flags=re.S | re.M)
-
-
-def sections(text: str) -> dict[str, str]:
-    parts = re.split(r"^## (.+)$", text, flags=re.M)
-    return {title: body for title, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
 def numbers_of(result: Any) -> Iterator[float]:
@@ -61,7 +60,7 @@ def numbers_of(result: Any) -> Iterator[float]:
 
 
 def rounds_to(value: float, written: str) -> bool:
-    """Whether ``value``, in some unit, is what the README writes as ``written``."""
+    """Whether ``value``, in some unit, is what the page writes as ``written``."""
     target = float(written.replace(",", ""))
     digits = written.replace(",", "")
     for scale in SCALES:
@@ -77,7 +76,7 @@ def rounds_to(value: float, written: str) -> bool:
 
 
 def performance_rows() -> list[tuple[str, str]]:
-    table = sections(readme_prose())["Performance"]
+    table = prose(PERFORMANCE)
     rows = re.findall(r"^\| (P\d+) \| [^|]* \| ([^|]*) \|", table, flags=re.M)
     assert len(rows) >= 12, "the Performance table lost its rows"
     return rows
@@ -93,19 +92,19 @@ def test_each_figure_of_the_performance_table_is_the_committed_runs(id_, cell):
     known = list(numbers_of(committed_results()[id_]))
     for written in NUMBER.findall(cell.replace("`", "")):
         assert any(rounds_to(value, written) for value in known), (
-            f"{id_}: the README says {written} ({cell!r}); results.json has no such number"
+            f"{id_}: the page says {written} ({cell!r}); results.json has no such number"
         )
 
 
-def test_no_measurement_is_quoted_outside_the_performance_section():
-    for title, body in sections(readme_prose()).items():
-        if title == "Performance":
-            continue
-        for paragraph in re.split(r"\n\s*\n|\n(?=- )|\n(?=\| )", body):
+def test_no_measurement_is_quoted_outside_the_performance_page():
+    others = [path for path in ["README.md", *docs_pages()] if path != PERFORMANCE]
+    assert "docs/guides/distributed.md" in others
+    for path in others:
+        for paragraph in re.split(r"\n\s*\n|\n(?=- )|\n(?=\| )", prose(path)):
             if re.search(r"\bP\d+\b", paragraph):
                 assert not FIGURE.search(paragraph), (
-                    f"'{title}' quotes a figure of a measurement; cite it from the "
-                    f"Performance table instead:\n{paragraph}"
+                    f"{path} quotes a figure of a measurement; cite it from the "
+                    f"Performance page instead:\n{paragraph}"
                 )
 
 
