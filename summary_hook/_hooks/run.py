@@ -18,7 +18,7 @@ from summary_hook._hooks.protocol import (
     SessionRunValues,
 )
 
-__all__ = ["call_after_run", "call_before_run", "close_taps", "release_taps"]
+__all__ = ["call_after_run", "call_before_run", "close_taps", "rearm_taps", "release_taps"]
 
 _NO_RESULTS = SessionRunValues(None)
 
@@ -56,6 +56,15 @@ def release_taps(requests: dict[int, Any] | None) -> None:
     if requests is not None:
         for tap in _taps(requests):
             tap.release()
+
+
+def rearm_taps(requests: dict[int, Any] | None) -> None:
+    """Let go of what the taps of ``requests`` captured so far and capture afresh: the
+    micro-batch that ran is not the one its window's summaries describe."""
+    if requests is not None:
+        for tap in _taps(requests):
+            tap.release()
+            tap.arm()
 
 
 def close_taps(requests: dict[int, Any] | None) -> None:
