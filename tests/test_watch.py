@@ -274,3 +274,41 @@ def test_activations_of_a_compiled_model_equal_eager_with_two_graphs(tmp_path):
             expected = model.first(batches[event.step - 1]).numpy().reshape(-1)
         assert nonempty(event.histogram_value) == numpy_histogram(expected)
     assert len(graphs) == 2
+
+
+@pytest.mark.parametrize("taps", ["watch", "output_of"])
+def test_a_due_forward_holds_one_activation_at_a_time(tmp_path, taps):
+    # A due step's peak with sh.watch's activations: the rows (12 KB a module) and the
+    # activation being counted, none kept until the step ends (a deep model's would be
+    # gigabytes). sh.output_of, whose op needs the outputs themselves, keeps each: the
+    # check sees the difference.
+    import weakref
+
+    layers = [m for _ in range(8) for m in (torch.nn.Linear(16, 16), torch.nn.ReLU())]
+    model = torch.nn.Sequential(*layers)
+    if taps == "watch":
+        op = sh.watch(model, weights=False, gradients=False, activations=True, collections=[])
+    else:
+        op = sh.merge(
+            [sh.histogram(f"a/{i}", sh.output_of(m), collections=[]) for i, m in enumerate(model)]
+        )
+    refs: list[weakref.ref] = []  # to each output's memory, which a detached alias shares
+
+    def keep_ref(module, args, out):
+        refs.append(weakref.ref(out.untyped_storage()))
+
+    handles = [m.register_forward_hook(keep_ref) for m in model]
+    alive = []
+
+    def step(x):
+        with torch.no_grad():  # nothing kept for a backward pass: only what taps keep
+            out = model(x)
+        alive.append(sum(ref() is not None for ref in refs))
+        return out
+
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path), summary_op=op)
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        session.run(step, torch.randn(4, 16))
+    for handle in handles:
+        handle.remove()
+    assert alive == ([1] if taps == "watch" else [16])  # the model's output; or all 16
