@@ -43,7 +43,12 @@ from summary_hook._ops.taps import Counted
 
 if TYPE_CHECKING:
     from torch.distributed.tensor import DTensor
-from summary_hook._evaluation.histogram import BUCKET_LIMITS, device_histograms, histogram_proto
+from summary_hook._evaluation.histogram import (
+    BUCKET_LIMITS,
+    EMPTY,
+    device_histograms,
+    histogram_value,
+)
 
 __all__ = [
     "Reductions",
@@ -187,9 +192,9 @@ def _float(sign: float = 1.0, divisor: float = 1.0, maxed: bool = False) -> Fini
 def _finish_histogram(tag: str, summed: np.ndarray, maxed: np.ndarray) -> Any:
     num = int(summed[0])
     if num == 0:
-        return histogram_proto(np.empty(0), 0)
+        return EMPTY
     stats = np.concatenate(((-maxed[1], maxed[0]), summed[1:]))
-    return histogram_proto(stats, num, tag)
+    return histogram_value(stats, num, tag)
 
 
 class Reductions:

@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tensorboard.compat.proto.summary_pb2 import HistogramProto, Summary, SummaryMetadata
+from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 
 from summary_hook._evaluation import distributed as _distributed
 from summary_hook._evaluation.audio import Sound, audio_tags
 from summary_hook._evaluation.distributed import RemoteFailure, report_failure
 from summary_hook._evaluation.errors import SummaryEvaluationError
+from summary_hook._evaluation.histogram import HistogramValue
 from summary_hook._evaluation.images import Pixels, image_tags
 from summary_hook._evaluation.plans import Plan, PlanCache, plan_for
 from summary_hook._evaluation.to_host import MISSING, LocalFailure, to_host
@@ -160,8 +161,8 @@ def _fill(value: Summary.Value, number: Any) -> None:
     """Put a host value in its ``Summary.Value``."""
     if type(number) is float:
         value.simple_value = number
-    elif isinstance(number, HistogramProto):
-        value.histo.CopyFrom(number)
+    elif isinstance(number, HistogramValue):
+        value.histo.MergeFromString(number.data)  # (parsed in place: 3x a copy)
     else:  # a text: TensorFlow's tensor summary for the text plugin
         value.metadata.CopyFrom(TEXT_METADATA)
         value.tensor.CopyFrom(number)

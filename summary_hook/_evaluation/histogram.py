@@ -37,14 +37,16 @@ from tensorboard.compat.proto.summary_pb2 import HistogramProto
 
 __all__ = [
     "BUCKET_LIMITS",
+    "EMPTY",
     "STATS",
     "Counts",
+    "HistogramValue",
     "combine_rows",
     "count_histograms",
     "device_histogram",
     "device_histograms",
-    "histogram_proto",
-    "histogram_protos",
+    "histogram_value",
+    "histogram_values",
 ]
 
 DBL_MAX = sys.float_info.max
@@ -406,12 +408,33 @@ def combine_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cat((torch.minimum(a[:1], b[:1]), torch.maximum(a[1:2], b[1:2]), a[2:] + b[2:]))
 
 
-def histogram_proto(host: np.ndarray, num: int, tag: str = "") -> HistogramProto:
-    """Build the ``HistogramProto`` from :func:`device_histogram`'s result on the host.
+@dataclasses.dataclass(frozen=True)
+class HistogramValue:
+    """A histogram on the host, as a summary value takes it: its ``HistogramProto``,
+    serialized (parsed once, into its place in the ``Summary``), and its sum of squares,
+    which norms read."""
+
+    data: bytes
+    sum_squares: float
+
+    def proto(self) -> HistogramProto:
+        """The ``HistogramProto`` itself."""
+        return HistogramProto.FromString(self.data)
+
+
+#: The histogram of no values: TensorFlow's statistics would be ``DBL_MAX`` and
+#: ``-DBL_MAX``; here all are 0, with one empty bucket.
+EMPTY = HistogramValue(
+    HistogramProto(bucket_limit=[DBL_MAX], bucket=[0.0]).SerializeToString(), 0.0
+)
+
+
+def histogram_value(host: np.ndarray, num: int, tag: str = "") -> HistogramValue:
+    """The :class:`HistogramValue` of :func:`device_histogram`'s result on the host.
 
     Args:
-        host: The float64 array that :func:`device_histogram` returned, or an empty
-            array for an empty tensor.
+        host: The float64 array that :func:`device_histogram` returned (ignored when
+            ``num`` is 0).
         num: The number of elements.
         tag: The summary's tag, for the error.
 
@@ -421,9 +444,9 @@ def histogram_proto(host: np.ndarray, num: int, tag: str = "") -> HistogramProto
             its buckets could not count them, and its statistics would be NaN.
     """
     if num == 0:
-        return HistogramProto(bucket_limit=[DBL_MAX], bucket=[0.0])
+        return EMPTY
     row = host.reshape(1, -1)
-    return histogram_protos(row[:, :STATS], row[:, STATS:], [num], [tag])[0]
+    return histogram_values(row[:, :STATS], row[:, STATS:], [num], [tag])[0]
 
 
 #: A ``HistogramProto``'s five statistics as protobuf writes them: each a field tag
@@ -431,19 +454,20 @@ def histogram_proto(host: np.ndarray, num: int, tag: str = "") -> HistogramProto
 _STATISTICS = struct.Struct("<BdBdBdBdBd")
 
 
-def histogram_protos(
+def histogram_values(
     stats: np.ndarray, counts: np.ndarray, nums: list[int], tags: list[str]
-) -> list[HistogramProto]:
-    """The ``HistogramProto`` of each row of host statistics (``[k, STATS]``) and bucket
-    counts (``[k, _N]`` or more columns, the others ignored; any real dtype).
+) -> list[HistogramValue]:
+    """The :class:`HistogramValue` of each row of host statistics (``[k, STATS]``) and
+    bucket counts (``[k, _N]`` or more columns, the others ignored; any real dtype).
 
     Runs of empty buckets are collapsed into one, keeping the last limit of the run, as
-    ``Histogram::EncodeToProto`` does, for every row at once. Each proto is parsed from
-    bytes laid out as protobuf lays them out (the statistics, then the limits and counts
-    as packed doubles, fields 6 and 7): 2.5x faster than filling its lists from Python.
+    ``Histogram::EncodeToProto`` does, for every row at once. Each proto is laid out as
+    protobuf lays it out (the statistics, then the limits and counts as packed doubles,
+    fields 6 and 7), and parsed only once, into the summary: 2.5x faster than filling
+    its lists from Python, and 3x faster than parsing it here and copying it there.
 
     Raises:
-        ValueError: As :func:`histogram_proto`, naming the first such tag.
+        ValueError: As :func:`histogram_value`, naming the first such tag.
     """
     extremes = stats[:, :2]
     if not np.isfinite(extremes).all():
@@ -463,7 +487,7 @@ def histogram_protos(
     limits = _LIMITS[columns].tobytes()
     numbers = counts[rows, columns].astype(np.float64).tobytes()
     ends = (np.cumsum(keep.sum(axis=1)) * 8).tolist()
-    protos = []
+    values = []
     start = 0
     for row, num, end in zip(stats.tolist(), nums, ends, strict=True):
         size = _varint(end - start)
@@ -478,9 +502,9 @@ def histogram_protos(
                 numbers[start:end],
             )
         )
-        protos.append(HistogramProto.FromString(data))
+        values.append(HistogramValue(data, row[3]))
         start = end
-    return protos
+    return values
 
 
 def _varint(value: int) -> bytes:

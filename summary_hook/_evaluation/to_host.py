@@ -3,7 +3,7 @@
 Every scalar of a device is stacked on it, and its histograms are counted on it
 together (``device_histograms``: a few passes for many small tensors); the
 scalars and the counts and statistics then cross to the host in one copy, and are
-turned into floats and ``HistogramProto``s there. Values that need other ranks (a
+turned into floats and histograms there. Values that need other ranks (a
 ``DTensor``, or ``reduce=``) are combined first (``_evaluation.distributed``), and their reduced
 vectors cross in the same copy. Values are checked here, each error naming its tag.
 """
@@ -25,11 +25,11 @@ from summary_hook._evaluation import distributed as _distributed
 from summary_hook._evaluation.audio import Sound, audio_samples
 from summary_hook._evaluation.distributed import Reductions, is_dtensor
 from summary_hook._evaluation.histogram import (
+    EMPTY,
     STATS,
     Counts,
     count_histograms,
-    histogram_proto,
-    histogram_protos,
+    histogram_values,
 )
 from summary_hook._evaluation.images import Pixels, image_pixels
 from summary_hook._evaluation.plans import Plan
@@ -83,7 +83,7 @@ class _DeviceBatch:
 
     def store_in(self, numbers: list[Any]) -> None:
         """Store each value, made from its host copy, in ``numbers``: floats,
-        ``HistogramProto``s, reduced values and images' pixels."""
+        histograms, reduced values, clips' samples and images' pixels."""
         host = iter(self.host)
         if self.scalars is not None:
             values = next(host).tolist()
@@ -97,9 +97,9 @@ class _DeviceBatch:
             histograms = [self.histograms[member] for member in counts.members]
             sizes = [_size(values) for _, _, values in histograms]
             tags = [tag for _, tag, _ in histograms]
-            protos = histogram_protos(stats, bucket_counts, sizes, tags)
-            for (index, _, _), proto in zip(histograms, protos, strict=True):
-                numbers[index] = proto
+            values = histogram_values(stats, bucket_counts, sizes, tags)
+            for (index, _, _), value in zip(histograms, values, strict=True):
+                numbers[index] = value
         for _, finish_to in self.reduced:
             finish_to(next(host), numbers)
         for index, _ in self.sounds:
@@ -192,7 +192,8 @@ def to_host(plan: Plan, raw: list[Any]) -> list[Any]:
     stages: each value is checked and sorted, by device or to the ranks it needs; each
     device's histograms are counted together; values that need other ranks are combined
     in the due step's collectives; each device's values cross to the host in one copy;
-    and there they become floats, ``HistogramProto``s, texts and pixels."""
+    and there they become floats, histograms (``HistogramValue``), texts, samples and
+    pixels."""
     scalars = raw if plan.scalars_only else [raw[slot] for slot in plan.slots["scalar"]]
     stacked = _stack_one_device(scalars) if scalars and not plan.reduced else None
     if stacked is not None and plan.scalars_only:
@@ -292,7 +293,7 @@ class _Step:
         if isinstance(tensor, Counted):
             self._batch(tensor.row.device).histograms.append((index, tag, tensor))
         elif tensor.numel() == 0:
-            self.numbers[index] = histogram_proto(np.empty(0), 0)
+            self.numbers[index] = EMPTY
         else:
             self._batch(tensor.device).histograms.append((index, tag, tensor))
 
