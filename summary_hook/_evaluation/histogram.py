@@ -142,6 +142,8 @@ class _CpuScratch(threading.local):
         self.limit = torch.empty(_CPU_CHUNK, dtype=torch.float32)
         self.index = torch.empty(_CPU_CHUNK, dtype=torch.int32)
         self.wide = torch.empty(_CPU_CHUNK, dtype=torch.float64)
+        # The count rows of the first batches of a call of count_histograms, made as used.
+        self.counts: list[torch.Tensor] = []
 
 
 #: How many values the CPU counts at a time.
@@ -149,12 +151,24 @@ _CPU_CHUNK = 1 << 18
 _cpu_scratch = _CpuScratch()
 
 
+#: How many batches' count rows a thread keeps (1.6 MB each) for the next call.
+_POOLED_BATCHES = 4
+
+
 class _Scratch:
     """Where :func:`_count_grid` writes its intermediates for ``n`` values: slices of the
     thread's :class:`_CpuScratch` on the CPU (``n`` at most :data:`_CPU_CHUNK`), fresh
-    tensors elsewhere, where the device's caching allocator reuses memory by itself."""
+    tensors elsewhere, where the device's caching allocator reuses memory by itself.
 
-    def __init__(self, n: int, device: torch.device) -> None:
+    On the CPU the count rows of a call's ``batch``-th batch, for the first
+    :data:`_POOLED_BATCHES`, are the thread's too: fresh, they were page-faulted in at
+    every due step (0.7 ms a batch of 256 tensors). So they stay valid until the thread
+    counts again, which the evaluation that reads them does only after reading them.
+    """
+
+    def __init__(self, n: int, device: torch.device, batch: int | None = None) -> None:
+        self.device = device
+        self.batch = batch
         if device.type == "cpu":
             s = _cpu_scratch
             self.values, self.key, self.limit = s.values[:n], s.key[:n], s.limit[:n]
@@ -165,6 +179,17 @@ class _Scratch:
             self.limit = torch.empty(n, dtype=torch.float32, device=device)
             self.index = torch.empty(n, dtype=torch.int32, device=device)
             self.wide = torch.empty(n, dtype=torch.float64, device=device)
+
+    def count_rows(self, rows: int) -> torch.Tensor:
+        """Zeroed int32 count rows for ``rows`` tensors, flat."""
+        size = rows * (_N + 1)
+        batch = self.batch
+        if self.device.type != "cpu" or batch is None or batch >= _POOLED_BATCHES:
+            return torch.zeros(size, dtype=torch.int32, device=self.device)
+        pool = _cpu_scratch.counts
+        while len(pool) <= batch:
+            pool.append(torch.empty(_BATCH_TENSORS * (_N + 1), dtype=torch.int32))
+        return pool[batch][:size].zero_()
 
 
 def _count_grid(
@@ -197,28 +222,33 @@ def _count_grid(
     torch.ge(flat, limit, out=index)  # 1 where the value is at or above its cell's limit
     torch.add(index, key, alpha=2, out=key)  # its half-cell: 2 * cell + that
     torch.index_select(bucket, 0, key, out=index)
-    if rows > 1:
-        index.view(rows, length).add_(offsets[:rows, None])
-    return _count(index, rows).view(rows, _N + 1), index, total, squares
+    if rows == 1:
+        return _count(index).view(1, _N + 1), index, total, squares
+    index.view(rows, length).add_(offsets[:rows, None])
+    counts = _count_into(index, scratch.count_rows(rows))
+    return counts.view(rows, _N + 1), index, total, squares
 
 
-def _count(index: torch.Tensor, rows: int = 1) -> torch.Tensor:
-    """How many times each of ``0 .. rows * (_N + 1) - 1`` occurs in ``index``, on its
-    device: int64 for one row, int32 for a batch's rows (whose values are too few to
-    overflow it), half the bytes to fill, cross and read."""
-    if rows == 1 and index.device.type == "cpu":
+def _count(index: torch.Tensor) -> torch.Tensor:
+    """How many times each of ``0 .. _N`` occurs in ``index``, as int64, on its device."""
+    if index.device.type == "cpu":
         return torch.bincount(index, minlength=_N + 1)
-    return _count_without_sync(index, rows)
+    return _count_without_sync(index)
 
 
-def _count_without_sync(index: torch.Tensor, rows: int = 1) -> torch.Tensor:
+def _count_without_sync(index: torch.Tensor) -> torch.Tensor:
     """:func:`_count` without ``bincount``, which on accelerators reads the input's minimum
-    and maximum on the host to size its output: a synchronisation per histogram. Integer
-    sums do not depend on the order of the additions, so the result is exact either way;
-    in deterministic mode the sorting form is used, which torch accepts there."""
-    dtype = torch.int64 if rows == 1 else torch.int32
-    counts = torch.zeros(rows * (_N + 1), dtype=dtype, device=index.device)
-    ones = torch.ones(1, dtype=dtype, device=index.device).expand(index.numel())
+    and maximum on the host to size its output: a synchronisation per histogram."""
+    return _count_into(index, torch.zeros(_N + 1, dtype=torch.int64, device=index.device))
+
+
+def _count_into(index: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Add how many times each slot of the zeroed ``counts`` occurs in ``index`` to it
+    (int32 for a batch's rows, whose values are too few to overflow it: half the bytes
+    to fill, cross and read). Integer sums do not depend on the order of the additions,
+    so the result is exact either way; in deterministic mode the sorting form is used,
+    which torch accepts there."""
+    ones = torch.ones(1, dtype=counts.dtype, device=index.device).expand(index.numel())
     if torch.are_deterministic_algorithms_enabled():
         return counts.index_put_((index.long(),), ones, accumulate=True)
     return counts.index_add_(0, index, ones)
@@ -301,7 +331,8 @@ def count_histograms(tensors: list[torch.Tensor]) -> list[Counts]:
     are counted in batches (:func:`_batches`), each one pass over a grid of one row per
     tensor; the others are counted alone, and come first. Bucket counts are identical to
     :func:`device_histogram`'s; sums may differ in the last bits, being added in another
-    order.
+    order. On the CPU the counts of the first batches are the thread's buffers (see
+    :class:`_Scratch`): read them before the thread counts again.
     """
     alone, batches = _batches(tensors)
     parts = []
@@ -309,7 +340,8 @@ def count_histograms(tensors: list[torch.Tensor]) -> list[Counts]:
         single = [_histogram(tensors[index]) for index in alone]
         stats, counts = (torch.stack(column) for column in zip(*single, strict=True))
         parts.append(Counts(alone, stats, counts))
-    parts.extend(_batched(batch, [tensors[index] for index in batch]) for batch in batches)
+    for number, batch in enumerate(batches):
+        parts.append(_batched(batch, [tensors[index] for index in batch], number))
     return parts
 
 
@@ -365,8 +397,9 @@ def _on_device(numbers: list[int], device: torch.device) -> torch.Tensor:
     return host.pin_memory().to(device, non_blocking=True)
 
 
-def _batched(members: list[int], tensors: list[torch.Tensor]) -> Counts:
-    """The :class:`Counts` of small float32-path tensors, smallest first, counted as one.
+def _batched(members: list[int], tensors: list[torch.Tensor], number: int) -> Counts:
+    """The :class:`Counts` of small float32-path tensors, smallest first, counted as one:
+    the ``number``-th batch of a call of :func:`count_histograms`.
 
     The tensors are the rows of one float32 grid, each shorter one padded with copies of
     its first value, which leave its minimum and maximum as they are, and are left out
@@ -374,7 +407,7 @@ def _batched(members: list[int], tensors: list[torch.Tensor]) -> Counts:
     """
     device = tensors[0].device
     rows, length = len(tensors), tensors[-1].numel()
-    scratch = _Scratch(rows * length, device)
+    scratch = _Scratch(rows * length, device, number)
     grid = scratch.values.view(rows, length)
     pads = [length - t.numel() for t in tensors]
     pieces = []
