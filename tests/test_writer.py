@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import itertools
 import os
 import re
 import shutil
@@ -58,6 +59,18 @@ def test_file_names_never_meet_torchs_in_the_same_second(tmp_path, monkeypatch):
     assert len(files) == 5 and all(".1700000000." in os.path.basename(f) for f in files)
     tags = sorted(v.tag for f in files for e in read_events(f) for v in e.summary.value)
     assert tags == ["ours/0", "ours/1", "ours/2", "theirs/after", "theirs/before"]
+
+
+def test_one_processs_files_of_one_second_sort_in_the_order_they_were_made(monkeypatch):
+    # TensorBoard reads a directory's files in name order, and a resumed run's START hides
+    # only what it read before: a resumed run's file that sorted first (its count 10
+    # before the crashed run's 9) left every stale point visible.
+    from summary_hook._events import disk
+
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_000.25)  # one second for all
+    monkeypatch.setattr(disk, "_file_counter", itertools.count(7))
+    names = [disk.event_file_name("") for _ in range(5)]  # counts 7, 8, 9, 10, 11
+    assert sorted(names) == names
 
 
 def test_a_taken_name_is_never_opened_again(tmp_path, monkeypatch):

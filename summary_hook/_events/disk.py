@@ -32,11 +32,15 @@ def event_file_name(suffix: str) -> str:
     ``events.out.tfevents.<secs>.<host>.<pid>.<n>``, with ``n`` counting from 0 in each
     process, and TensorFlow ``events.out.tfevents.<secs>.<host>``: two writers made in one
     second on one directory would share a name. The random part after this process's
-    counter makes ours differ from theirs and from any other process or host.
+    counter makes ours differ from theirs and from any other process or host. The counter
+    has ten digits, so that this process's files of one second sort in the order they
+    were made: TensorBoard reads a directory's files in name order, and a resumed run's
+    ``SessionLog.START`` hides only the points of files read before it (``...1.10`` would
+    sort before ``...1.9``).
     """
     stamp = int(time.time())
     name = f"events.out.tfevents.{stamp:010d}.{socket.gethostname()}.{os.getpid()}"
-    return f"{name}.{next(_file_counter)}.{secrets.token_hex(4)}{suffix}"
+    return f"{name}.{next(_file_counter):010d}.{secrets.token_hex(4)}{suffix}"
 
 
 class EventFile:

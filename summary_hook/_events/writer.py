@@ -26,9 +26,10 @@ __all__ = ["FileWriter"]
 class FileWriter:
     """Write ``Summary`` and ``SessionLog`` events to a new event file in ``logdir``.
 
-    The file is named ``events.out.tfevents.<10-digit seconds>.<host>.<pid>.<n><suffix>``
-    and starts with the ``file_version="brain.Event:2"`` record. Events go through a
-    bounded queue to a background thread; a full queue makes the caller wait.
+    The file is named ``events.out.tfevents.<secs>.<host>.<pid>.<n>.<random><suffix>``
+    (``secs`` and ``n``, this process's count of files, with ten digits; ``random`` eight
+    hex digits) and starts with the ``file_version="brain.Event:2"`` record. Events go
+    through a bounded queue to a background thread; a full queue makes the caller wait.
 
     Args:
         logdir: Directory of the event file; created if missing. Or any fsspec URL
