@@ -109,8 +109,12 @@ TORCH_EXIT_ABORT = "terminate called without an active exception"
 
 def ended_well(returncode: int, output: str) -> bool:
     """Whether a rank's process ended well: exit status 0, or torch's abort at exit
-    (:data:`TORCH_EXIT_ABORT`, SIGABRT) after it had done its work."""
-    aborted_at_exit = returncode == -6 or "exitcode  : -6" in output
+    (:data:`TORCH_EXIT_ABORT`, SIGABRT) after it had done its work: its own, a torchrun
+    rank's, or a process that ``torch.multiprocessing.spawn`` started (``ddp_spawn``),
+    which its parent reports. The caller checks the work's files."""
+    aborted_at_exit = (
+        returncode == -6 or "exitcode  : -6" in output or "terminated with signal SIGABRT" in output
+    )
     return returncode == 0 or (aborted_at_exit and TORCH_EXIT_ABORT in output)
 
 

@@ -225,7 +225,14 @@ def test_each_documented_strategy_with_the_default_logger_writes_one_complete_ru
             "Lightning's FSDPStrategy runs on two CUDA GPUs only; FSDP2 on CPUs is model_parallel"
         )
     root = str(tmp_path)
-    run([os.path.join(JOURNEYS, "strategies.py"), root, strategy], cwd=root)
+    result = subprocess.run(
+        [sys.executable, os.path.join(JOURNEYS, "strategies.py"), root, strategy],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # (torch may abort a process at exit, after its work: the files below are checked)
+    assert ended_well(result.returncode, result.stderr), result.stderr[-4000:]
     run_dir = os.path.join(root, "lightning_logs", "version_0")
     assert os.listdir(os.path.join(root, "lightning_logs")) == ["version_0"]
     assert len(event_files(run_dir)) == 1  # rank zero's logger file; rank one writes none
