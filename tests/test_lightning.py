@@ -561,3 +561,19 @@ def test_watched_activations_under_lightning_are_not_counted_again_when_recomput
     written = accumulator(str(tmp_path)).Histograms("activations/act")
     assert [e.step for e in written] == [1, 2, 3]
     assert all(e.histogram_value.num == 2 for e in written)  # a batch of 2, one output each
+
+
+def test_a_watch_given_to_the_saver_summarizes_the_module(tmp_path):
+    # sh.watch as an argument of SummarySaver, for a model made outside the module's code.
+    model = TinyModel()
+    saver = sh.SummarySaver(
+        save_steps=2, output_dir=str(tmp_path), summary_op=sh.watch(model, collections=[])
+    )
+    assert sh.get_collection() == []  # registered nowhere: the saver holds it
+    trainer = make_trainer(str(tmp_path), max_steps=5, callbacks=[saver])
+    trainer.fit(model, make_loader())
+    sh.SummaryWriterCache.clear()
+    acc = accumulator(str(tmp_path))
+    for tag in ("weights/net.weight", "gradients/net.weight"):
+        assert [e.step for e in acc.Histograms(tag)] == [1, 3, 5], tag
+    assert [e.step for e in acc.Scalars("global_norm/gradient_norm")] == [1, 3, 5]
