@@ -101,3 +101,23 @@ def test_due_step_synchronises_a_gpu_once(tmp_path):
         sess.run(lambda: None)  # the first due step also uploads the bucket tables, once
         syncs = count_cuda_syncs(lambda: sess.run(lambda: None))
     assert syncs == 1
+
+
+def test_parts_cross_in_one_copy_and_read_back_at_any_offset():
+    # Off the CPU every part crosses, the count rows too: an odd number of int32 rows puts
+    # the next float64 part at an offset 8 does not divide. (Here on the CPU, with nothing
+    # read in place, the same layout.)
+    from summary_hook._evaluation.to_host import _copy_parts_to_host
+
+    parts = [
+        torch.arange(3, dtype=torch.float64),
+        torch.arange(15, dtype=torch.int32).reshape(3, 5),
+        torch.tensor([1.5, 2.5], dtype=torch.float64),
+        torch.tensor([-3, 7], dtype=torch.int16),
+        torch.arange(7, dtype=torch.uint8),
+    ]
+    with CountHostTransfers() as counter:
+        host = _copy_parts_to_host(parts, range(0))
+    assert counter.transfers == 1
+    for part, array in zip(parts, host, strict=True):
+        assert array.dtype == part.numpy().dtype and array.tolist() == part.tolist()

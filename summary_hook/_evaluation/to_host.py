@@ -111,9 +111,10 @@ class _DeviceBatch:
 
 def _copy_parts_to_host(parts: list[torch.Tensor], made_here: range) -> list[np.ndarray]:
     """Tensors of one device on the host, in one copy: their bytes, concatenated on the
-    device, cross at once, and each is read back as its own dtype and shape. Parts are
-    float32, float64, int32, int64, int16 (audio) or uint8 (images), in that order of
-    sizes, so that every part is read from an offset aligned to its own.
+    device, cross at once, and each is read back as its own dtype and shape (a view of
+    the host bytes; numpy reads a part at an offset its size does not divide, as after
+    an odd number of int32 count rows, as well). Parts are float32, float64, int32,
+    int64, int16 (audio) or uint8 (images).
 
     On the CPU the parts at ``made_here`` (the histograms' counts, made by this
     evaluation and held by nothing else) are read where they are: they are in host
