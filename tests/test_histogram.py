@@ -11,7 +11,12 @@ import torch
 from torch.utils.tensorboard.summary import histogram as torch_histogram
 
 import summary_hook as sh
-from summary_hook._evaluation.histogram import BUCKET_LIMITS, _cell_tables, _count_without_sync
+from summary_hook._evaluation.histogram import (
+    BUCKET_LIMITS,
+    STATS,
+    _cell_tables,
+    _count_without_sync,
+)
 
 DBL_MAX = sys.float_info.max
 TORCH_BINS = list(BUCKET_LIMITS[1:-1])  # torch's default_bins: no +-DBL_MAX
@@ -178,13 +183,21 @@ def many_tensors() -> list[torch.Tensor]:
         torch.randint(-(10**6), 10**6, (200,), generator=generator),  # int64: alone
         torch.tensor([0.0, -0.0, 1e-12, -1e-12, 3.5e19, float("inf"), float("-inf")]),
     ]
+    tensors += [torch.randn(1000, generator=generator), torch.randn(10, 100, generator=generator)]
     return tensors
 
 
-def test_histograms_of_many_tensors_count_exactly_as_one_at_a_time():
-    from summary_hook._evaluation.histogram import STATS, device_histogram, device_histograms
+def same_shape_tensors() -> list[torch.Tensor]:
+    """A model's repeated layers: one shape, stacked into the grid as they are."""
+    generator = torch.Generator().manual_seed(12)
+    return [torch.randn(20, 50, generator=generator) * 10.0 ** (i - 2) for i in range(5)]
 
-    tensors = many_tensors()
+
+@pytest.mark.parametrize("made", [many_tensors, same_shape_tensors])
+def test_histograms_of_many_tensors_count_exactly_as_one_at_a_time(made):
+    from summary_hook._evaluation.histogram import device_histogram, device_histograms
+
+    tensors = made()
     together = device_histograms(tensors)
     assert together.shape == (len(tensors), STATS + len(BUCKET_LIMITS))
     for row, tensor in zip(together, tensors, strict=True):
@@ -219,3 +232,16 @@ def test_histograms_of_many_tensors_mark_nan_as_the_single_path_does():
     rows = device_histograms([torch.tensor([1.0, float("nan")]), torch.tensor([2.0])])
     assert torch.isnan(rows[0, 0]) and torch.isnan(rows[0, 1])
     assert rows[1, 0] == 2.0 and rows[1, 1] == 2.0
+
+
+def test_the_compilable_histogram_counts_exactly_as_the_device_path():
+    # What a compiled model's activation taps trace into its graph (functional ops only).
+    from summary_hook._evaluation.histogram import cell_tables_on, device_histogram
+    from summary_hook._evaluation.histogram import traced_histogram as traced
+
+    tables = cell_tables_on(torch.device("cpu"))
+    tensors = [*many_tensors(), *same_shape_tensors(), torch.tensor([1.0, float("nan"), -2.0])]
+    for tensor in tensors:
+        ours, expected = traced(tensor, tables), device_histogram(tensor)
+        assert torch.equal(ours[STATS:], expected[STATS:]), tensor.dtype  # the counts, exactly
+        assert torch.allclose(ours[:STATS], expected[:STATS], rtol=1e-12, equal_nan=True)

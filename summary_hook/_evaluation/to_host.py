@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -230,6 +231,7 @@ class _Step:
         # functions' results hold them) until the evaluation ends.
         self.counted: dict[int, int] = {}
         self.norms: list[tuple[int, list[int]]] = []  # (number, its histograms' numbers)
+        self.dtensors = "torch.distributed.tensor" in sys.modules  # (else none can exist)
 
     def _batch(self, device: torch.device) -> _DeviceBatch:
         batch = self.batches.get(device)
@@ -252,12 +254,12 @@ class _Step:
         slot = -1  # the value being prepared, for the others' error
         try:
             for index, slot in plan.numbered("histogram"):
-                leaf = plan.leaves[slot]
-                if raw[slot] is None and leaf.optional:
+                leaf, value = plan.leaves[slot], raw[slot]
+                if value is None and leaf.optional:
                     numbers[index] = MISSING
-                    continue
-                tensor = _histogram_value(leaf.tag, raw[slot])
-                self.add_histogram(index, leaf.tag, tensor, leaf.reduce, leaf.group)
+                elif leaf.reduce is not None or not self.add_local_tensor(index, leaf.tag, value):
+                    tensor = _histogram_value(leaf.tag, value)
+                    self.add_histogram(index, leaf.tag, tensor, leaf.reduce, leaf.group)
             for index, slot in plan.numbered("norm"):
                 leaf = plan.leaves[slot]
                 tensors = _norm_values(leaf.tag, raw[slot], leaf.optional)
@@ -297,6 +299,19 @@ class _Step:
             self.numbers[index] = EMPTY
         else:
             self._batch(tensor.device).histograms.append((index, tag, tensor))
+
+    def add_local_tensor(self, index: int, tag: str, value: Any) -> bool:
+        """:meth:`add_histogram` in half the time for the common case, a non-empty plain
+        tensor checked as ``_histogram_value`` checks it; False, having done nothing, for
+        any other value (a DTensor, the errors, the empty histogram)."""
+        if not isinstance(value, torch.Tensor) or (self.dtensors and is_dtensor(value)):
+            return False
+        device = value.device
+        if value.is_complex() or device.type == "meta" or value.numel() == 0:
+            return False
+        self.counted.setdefault(id(value), index)
+        self._batch(device).histograms.append((index, tag, value))
+        return True
 
     def histogram_of(self, tag: str, tensor: torch.Tensor | Counted) -> int:
         """Where ``tensor``'s histogram is, counting it first if no op has."""

@@ -19,6 +19,7 @@ Thread contract: a tap belongs to the training thread of the session that arms i
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,27 +108,50 @@ class BackwardScope:
     A forward hook on the model, while a tap is armed, puts a gradient hook on the
     model's output; the backward pass calls it before it reaches anything inside the
     model, so before any recomputation of a checkpointed part of the forward, whose
-    calls are then not captured twice. Eager mode only: under ``torch.compile`` the taps
-    are not closed (see ``output_of``). Under Lightning, whose module's own forward
-    may never run, the callback closes the taps at ``on_before_backward``.
+    calls are then not captured twice. Under ``torch.compile`` the hook stays installed
+    once traced and reads its ``armed`` flag, as a :class:`Tap` does, and the compiled
+    graph of due steps registers the gradient hook on its output. Under Lightning, whose
+    module's own forward may never run, the callback closes the taps at
+    ``on_before_backward``.
     """
 
     def __init__(self, root: torch.nn.Module) -> None:
         self._root = root
         self._handle: Any = None
+        self._tables: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.armed = False
+        self.permanent = False
         self.taps: list[Tap] = []
 
     def arm(self) -> None:
+        self.armed = True
         if self._handle is None:
             self._handle = self._root.register_forward_hook(self._on_output)
+        if self._tables is None:  # (for a compiled model's taps, which cannot make them)
+            from summary_hook._evaluation.histogram import cell_tables_on
+
+            first = next(itertools.chain(self._root.parameters(), self._root.buffers()), None)
+            device = first.device if first is not None else torch.device("cpu")
+            self._tables = cell_tables_on(device)
+
+    def tables_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The histogram tables (``cell_tables_on``) on ``device``, made when armed."""
+        assert self._tables is not None
+        threshold, bucket = self._tables
+        if threshold.device != device:  # (outputs on another device than the model's)
+            return threshold.to(device), bucket.to(device)
+        return threshold, bucket
 
     def release(self) -> None:
-        if self._handle is not None:
+        self.armed = False
+        if not self.permanent and self._handle is not None:
             self._handle.remove()
             self._handle = None
 
     def _on_output(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         if torch.compiler.is_compiling():
+            self.permanent = True  # see output_of's module docstring
+        if not self.armed:
             return
         tensor = _grad_tensor(output)
         if tensor is not None:
@@ -155,8 +179,8 @@ class ActivationTap(Tap):
     """A tap of ``sh.watch``'s activations: each captured output is counted into a
     histogram row at once, in the hook, so that only the row (12 KB) is kept, not the
     output, and a deep model's activations are never held together. Under
-    ``torch.compile`` the outputs are kept as a plain tap keeps them (counting inside the
-    compiled graph is not attempted).
+    ``torch.compile`` the counting is traced into the compiled graph
+    (``traced_histogram``), whose outputs are then the rows, not the activations.
     """
 
     def __init__(self, module: torch.nn.Module, scope: BackwardScope) -> None:
@@ -177,8 +201,6 @@ class ActivationTap(Tap):
         self._row, self._num, self._zeros = None, 0, None
 
     def __call__(self) -> Any:
-        if self.captured:  # compiled: the outputs themselves
-            return super().__call__()
         if self._row is None:
             super().__call__()  # raises, saying why
         assert self._row is not None
@@ -187,9 +209,6 @@ class ActivationTap(Tap):
     def zero_fraction(self) -> torch.Tensor:
         """The fraction of the captured values that are zero, TensorFlow's
         ``zero_fraction``, on their device."""
-        if self.captured:
-            values = super().__call__()
-            return (values == 0).sum() / values.numel()
         if self._zeros is None:
             super().__call__()  # raises, saying why
         assert self._zeros is not None
@@ -198,17 +217,21 @@ class ActivationTap(Tap):
     def _capture(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         if not self.armed or self.closed or not isinstance(output, torch.Tensor):
             return
-        if torch.compiler.is_compiling():
-            self.permanent = True
-            self.captured.append(output.detach())
-            return
-        from summary_hook._evaluation.histogram import combine_rows, device_histogram
+        from summary_hook._evaluation.histogram import (
+            combine_rows,
+            device_histogram,
+            traced_histogram,
+        )
 
         with torch.no_grad():
             values = output.detach()
             if values.numel() == 0:
                 return
-            row = device_histogram(values)
+            if torch.compiler.is_compiling():  # counted in the compiled graph itself
+                self.permanent = True
+                row = traced_histogram(values, self._scope.tables_on(values.device))
+            else:
+                row = device_histogram(values)
             zeros = (values == 0).sum()
         self._row = row if self._row is None else combine_rows(self._row, row)
         self._zeros = zeros if self._zeros is None else self._zeros + zeros

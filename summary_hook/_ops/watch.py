@@ -58,10 +58,10 @@ def watch(
     ``activations/<name>`` (a histogram, each call of the module counted once) and, for
     ReLU-like modules, TensorFlow's ``zero_fraction/<name>``. Each output is counted
     into its histogram in the module's forward hook, so only the counts (12 KB a
-    module) are kept, never the activations. A forward recomputed in the backward pass
-    (activation checkpointing) is not counted again, in eager mode: the taps close when
-    the backward pass reaches ``module``'s output (or, under Lightning, at
-    ``on_before_backward``). Under ``torch.distributed`` every rank's activations are
+    module) are kept, never the activations; under ``torch.compile`` that counting is
+    traced into the compiled graph. A forward recomputed in the backward pass (activation
+    checkpointing) is not counted again: the taps close when the backward pass reaches
+    ``module``'s output (or, under Lightning, at ``on_before_backward``). Under ``torch.distributed`` every rank's activations are
     counted together (``reduce="sum"``), and the zero fractions averaged over ranks.
 
     Args:
