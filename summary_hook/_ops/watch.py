@@ -61,8 +61,9 @@ def watch(
     module) are kept, never the activations; under ``torch.compile`` that counting is
     traced into the compiled graph. A forward recomputed in the backward pass (activation
     checkpointing) is not counted again: the taps close when the backward pass reaches
-    ``module``'s output (or, under Lightning, at ``on_before_backward``). Under ``torch.distributed`` every rank's activations are
-    counted together (``reduce="sum"``), and the zero fractions averaged over ranks.
+    ``module``'s output (or, under Lightning, at ``on_before_backward``). Under
+    ``torch.distributed`` every rank's activations are counted together
+    (``reduce="sum"``), and the zero fractions averaged over ranks.
 
     Args:
         module: The model.
