@@ -307,6 +307,54 @@ def test_activations_of_a_compiled_model_are_counted_in_its_graph(tmp_path, back
     assert set(shapes) == {(), (4, 3), (STATS + len(limits),)}  # (the sum, the model's output)
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+def test_a_model_compiled_and_run_before_its_first_due_step_needs_permanent_taps(tmp_path):
+    # A warm-up call, or Lightning's sanity check: the graph traced then has no taps, and
+    # a compiled graph keeps only the hooks it was traced with.
+    graphs = []
+
+    def counting(gm, example_inputs):
+        graphs.append(gm)
+        return gm
+
+    def due_steps(permanent: bool, logdir: str) -> list[torch.Tensor]:
+        torch.compiler.reset()  # (its graphs would serve the next model of the class)
+        model = Blocks()
+        compiled = torch.compile(model, backend=counting)
+        op = sh.watch(
+            model, weights=False, gradients=False, activations=True, permanent=permanent,
+            collections=[],
+        )  # fmt: skip
+        compiled(torch.randn(4, 6))  # before the first due step
+        batches = [torch.randn(4, 6, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+        hook = sh.SummarySaverHook(save_steps=2, output_dir=logdir, summary_op=op)
+        with sh.MonitoredSession(hooks=[hook]) as sess:
+            for x in batches:
+                sess.run(lambda x=x: compiled(x).pow(2).sum().backward())
+        sh.SummaryWriterCache.get(logdir).flush()
+        return batches
+
+    with pytest.raises(
+        sh.SummaryEvaluationError,
+        match=r"ran before its first due step \(pass permanent=True to sh.watch\)",
+    ):
+        due_steps(False, str(tmp_path / "not"))
+    graphs.clear()
+    batches = due_steps(True, str(tmp_path / "permanent"))
+    from tests.conftest import accumulator
+
+    written = accumulator(str(tmp_path / "permanent")).Histograms("activations/relu1")
+    assert [e.step for e in written] == [1, 3]
+    model = Blocks()  # (the same seed: the same weights)
+    for event in written:
+        with torch.no_grad():
+            expected = model.first(batches[event.step - 1]).numpy().reshape(-1)
+        assert nonempty(event.histogram_value) == numpy_histogram(expected)
+    assert len(graphs) == 2  # the taps' flag down, then up: no graph break, no recompile
+
+
 @pytest.mark.parametrize("taps", ["watch", "output_of"])
 def test_a_due_forward_holds_one_activation_at_a_time(tmp_path, taps):
     # A due step's peak with sh.watch's activations: the rows (12 KB a module) and the

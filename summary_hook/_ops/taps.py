@@ -41,6 +41,7 @@ class Tap:
         self.closed = False  # the step's forward pass is over: a recomputation follows
         self.captured: list[torch.Tensor] = []
         self.permanent = permanent
+        self._made_by = "sh.output_of"  # what made it, and takes permanent=, for the error
         if permanent:
             self._install()
 
@@ -68,9 +69,9 @@ class Tap:
         captured = self.captured
         if not captured:
             raise RuntimeError(
-                f"sh.output_of({type(self._module).__name__}) captured nothing at this step: "
-                "the module did not run in it, or it runs compiled and was compiled before "
-                "its first due step (pass permanent=True to output_of)"
+                f"{self._made_by}'s tap on {type(self._module).__name__} captured nothing at "
+                "this step: the module did not run in it, or it runs compiled and ran "
+                f"before its first due step (pass permanent=True to {self._made_by})"
             )
         if len(captured) == 1:
             return captured[0]
@@ -115,13 +116,15 @@ class BackwardScope:
     ``on_before_backward``.
     """
 
-    def __init__(self, root: torch.nn.Module) -> None:
+    def __init__(self, root: torch.nn.Module, permanent: bool = False) -> None:
         self._root = root
         self._handle: Any = None
         self._tables: tuple[torch.Tensor, torch.Tensor] | None = None
         self.armed = False
-        self.permanent = False
+        self.permanent = permanent
         self.taps: list[Tap] = []
+        if permanent:
+            self._handle = root.register_forward_hook(self._on_output)
 
     def arm(self) -> None:
         self.armed = True
@@ -184,7 +187,8 @@ class ActivationTap(Tap):
     """
 
     def __init__(self, module: torch.nn.Module, scope: BackwardScope) -> None:
-        super().__init__(module, permanent=False)
+        super().__init__(module, permanent=scope.permanent)
+        self._made_by = "sh.watch"
         self._scope = scope
         scope.taps.append(self)
         self._row: torch.Tensor | None = None

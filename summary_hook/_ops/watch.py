@@ -39,6 +39,7 @@ def watch(
     exclude: str | None = None,
     module_types: type[torch.nn.Module] | tuple[type[torch.nn.Module], ...] | None = None,
     activations: Any = None,
+    permanent: bool = False,
     prefix: str = "",
     collections: Iterable[str] | None = None,
 ) -> SummaryOp:
@@ -78,6 +79,10 @@ def watch(
         activations: Which modules' outputs to summarize: a regular expression of their
             qualified names (``named_modules()``), a module class or a tuple of them, or
             True for every module without children. None (the default): none.
+        permanent: Keep the activations' forward hooks installed on every step, for a
+            model compiled and run before its first due step (a warm-up call, Lightning's
+            sanity check): a compiled graph keeps only the hooks it was traced with. In
+            eager mode they then cost a call per forward on non-due steps too.
         prefix: Put before every tag, to watch several models (``"critic/"``).
         collections: As for :func:`scalar`.
 
@@ -101,7 +106,8 @@ def watch(
         raise TypeError(
             f"watch takes a torch.nn.Module, got {module!r} of type {type(module).__name__}"
         )
-    for name, flag in (("weights", weights), ("gradients", gradients), ("norms", norms)):
+    flags = (("weights", weights), ("gradients", gradients), ("norms", norms))
+    for name, flag in (*flags, ("permanent", permanent)):
         if not isinstance(flag, bool):
             raise TypeError(f"watch: {name} must be a bool, got {flag!r}")
     wants_activations = activations is not None and activations is not False
@@ -137,7 +143,7 @@ def watch(
         every = functools.partial(_gradients, module, tuple(names))
         leaves.append(_leaf(prefix, "global_norm", "gradient_norm", "norm", every, optional=True))
     if wants_activations:
-        leaves += _activation_leaves(module, activations, prefix)
+        leaves += _activation_leaves(module, activations, prefix, permanent)
     op = SummaryOp(tuple(leaves))
     register(op, collections, key=f"watch:{prefix}")  # (a key no tag can be)
     return op
@@ -147,13 +153,15 @@ def watch(
 ZERO_FRACTION_MODULES = (torch.nn.ReLU, torch.nn.ReLU6, torch.nn.Softplus)
 
 
-def _activation_leaves(module: torch.nn.Module, activations: Any, prefix: str) -> list[Leaf]:
+def _activation_leaves(
+    module: torch.nn.Module, activations: Any, prefix: str, permanent: bool
+) -> list[Leaf]:
     chosen = _activation_modules(module, activations)
     if not chosen:
         raise ValueError(
             f"watch: activations={activations!r} chooses no module of {type(module).__name__}"
         )
-    scope = BackwardScope(module)
+    scope = BackwardScope(module, permanent)
     leaves = []
     for name, child in chosen:
         tap = ActivationTap(child, scope)
