@@ -577,3 +577,45 @@ def test_a_watch_given_to_the_saver_summarizes_the_module(tmp_path):
     for tag in ("weights/net.weight", "gradients/net.weight"):
         assert [e.step for e in acc.Histograms(tag)] == [1, 3, 5], tag
     assert [e.step for e in acc.Scalars("global_norm/gradient_norm")] == [1, 3, 5]
+
+
+class CompiledActivations(TinyModel):
+    """Its body compiled; the sanity check runs it (without gradients) before training."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)
+        )
+        sh.watch(self.net, weights=False, gradients=False, activations=torch.nn.ReLU)
+        self.compiled = torch.compile(self.net, backend="eager")
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.compiled(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.compiled(x), y))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+def test_watched_activations_of_a_compiled_module_after_the_sanity_check(tmp_path):
+    # The sanity check's graph, traced without gradients before the first due step, is
+    # another graph than training's: the taps are in training's, with no permanent=True.
+    torch.compiler.reset()
+    trainer = make_trainer(
+        str(tmp_path),
+        max_steps=5,
+        num_sanity_val_steps=1,
+        limit_val_batches=1,
+        callbacks=[sh.SummarySaver(save_steps=2, output_dir=str(tmp_path))],
+    )
+    trainer.fit(CompiledActivations(), make_loader(8), make_loader(2))
+    acc = accumulator(str(tmp_path))
+    written = acc.Histograms("activations/1")
+    assert [e.step for e in written] == [1, 3, 5]
+    assert all(e.histogram_value.num == 2 * 8 for e in written)  # a batch of 2, 8 features
+    assert [e.step for e in acc.Scalars("zero_fraction/1")] == [1, 3, 5]

@@ -80,9 +80,10 @@ def watch(
             qualified names (``named_modules()``), a module class or a tuple of them, or
             True for every module without children. None (the default): none.
         permanent: Keep the activations' forward hooks installed on every step, for a
-            model compiled and run before its first due step (a warm-up call, Lightning's
-            sanity check): a compiled graph keeps only the hooks it was traced with. In
-            eager mode they then cost a call per forward on non-due steps too.
+            model compiled and run with gradients before its first due step (a warm-up
+            training step outside the session): a compiled graph keeps only the hooks it
+            was traced with. In eager mode they then cost a call per forward on non-due
+            steps too.
         prefix: Put before every tag, to watch several models (``"critic/"``).
         collections: As for :func:`scalar`.
 
