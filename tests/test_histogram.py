@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -152,18 +154,24 @@ def test_threads_counting_at_once_each_get_their_own_histogram():
     assert wrong == []
 
 
+@contextlib.contextmanager
+def deterministic_algorithms(on: bool) -> Iterator[None]:
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(on)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_accelerator_counting_matches_bincount(deterministic):
     # Accelerators count without bincount, which would read the input on the host; the
     # same code runs here on CPU tensors (the synchronisation itself needs a GPU to see).
     size = len(BUCKET_LIMITS) + 1
     index = torch.randint(0, size, (50_000,), dtype=torch.int32, generator=torch.Generator())
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(deterministic)
-    try:
+    with deterministic_algorithms(deterministic):
         counts = _count_without_sync(index)
-    finally:
-        torch.use_deterministic_algorithms(previous)
     assert torch.equal(counts, torch.bincount(index, minlength=size))
 
 
@@ -234,14 +242,24 @@ def test_histograms_of_many_tensors_mark_nan_as_the_single_path_does():
     assert rows[1, 0] == 2.0 and rows[1, 1] == 2.0
 
 
-def test_the_compilable_histogram_counts_exactly_as_the_device_path():
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_the_compilable_histogram_counts_exactly_as_the_device_path(deterministic):
     # What a compiled model's activation taps trace into its graph (functional ops only).
     from summary_hook._evaluation.histogram import cell_tables_on, device_histogram
     from summary_hook._evaluation.histogram import traced_histogram as traced
 
     tables = cell_tables_on(torch.device("cpu"))
     tensors = [*many_tensors(), *same_shape_tensors(), torch.tensor([1.0, float("nan"), -2.0])]
+    compiled = torch.compile(traced, backend="eager", fullgraph=True)  # no graph break
+    compiled_dtypes = set()  # (compiled for each dtype's first: each shape is a recompile)
     for tensor in tensors:
-        ours, expected = traced(tensor, tables), device_histogram(tensor)
+        expected = device_histogram(tensor)
+        with deterministic_algorithms(deterministic):
+            if tensor.dtype not in compiled_dtypes:
+                compiled_dtypes.add(tensor.dtype)
+                torch.compiler.reset()
+                ours = compiled(tensor, tables)
+            else:
+                ours = traced(tensor, tables)
         assert torch.equal(ours[STATS:], expected[STATS:]), tensor.dtype  # the counts, exactly
         assert torch.allclose(ours[:STATS], expected[:STATS], rtol=1e-12, equal_nan=True)

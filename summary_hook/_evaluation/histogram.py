@@ -291,8 +291,9 @@ def traced_histogram(
 ) -> torch.Tensor:
     """:func:`device_histogram` of ``values`` in functional ops only, for a compiled
     graph (``torch.compile`` traces it into the graph that makes ``values``): no scratch
-    tensors and no host reads, the float32 path's ``threshold`` and ``bucket`` tables
-    (:func:`cell_tables_on`) given. Counts are the same; sums may differ in the last bits.
+    tensors and no host reads (counted into a fresh zeroed vector, as on accelerators),
+    the float32 path's ``threshold`` and ``bucket`` tables (:func:`cell_tables_on`)
+    given. Counts are the same; sums may differ in the last bits.
     """
     flat = values.detach().reshape(-1)
     if flat.dtype == torch.bool:
@@ -308,8 +309,7 @@ def traced_histogram(
         limits = torch.tensor(BUCKET_LIMITS, dtype=torch.float64, device=flat.device)
         index = torch.bucketize(wide, limits, right=True).clamp(max=_N - 1)
         index = torch.where(torch.isnan(wide), _NAN_SLOT, index)
-    ones = torch.ones_like(index, dtype=torch.int64)
-    counts = torch.zeros(_N + 1, dtype=torch.int64, device=flat.device).index_add(0, index, ones)
+    counts = _count_into(index, torch.zeros(_N + 1, dtype=torch.int64, device=flat.device))
     low, high = low.to(torch.float64), high.to(torch.float64)
     stats = torch.stack((low, high, wide.sum(), (wide * wide).sum()))
     return torch.cat((stats, counts[:_N].to(torch.float64)))
