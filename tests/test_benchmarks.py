@@ -48,6 +48,7 @@ def test_benchmark_quick_mode_runs_and_reports_every_measurement(tmp_path):
     # A watched model's non-due steps: the compiler keeps its graphs.
     assert by_id["P14"]["details"]["recompiles_after_warm_up"] == 0
     assert by_id["P14"]["details"]["tap_hook_calls_on_non_due_eager_steps"] == 0
+    assert by_id["P14"]["details"]["eager_same_python_calls"]  # watching adds no call
     assert by_id["P10"]["details"]["non_due_steps"]["collectives_per_non_due_step"] == {
         "bare": 0,
         "save_steps": 0,
