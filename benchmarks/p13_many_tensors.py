@@ -17,16 +17,16 @@ from typing import Any
 import torch
 
 import summary_hook as sh
-from benchmarks.harness import Result, median_times
+from benchmarks.harness import Result, count_cuda_syncs, median_time, median_times
 
 
-def _small_model(parameters: int) -> torch.nn.Module:
+def _small_model(parameters: int, device: str = "cpu") -> torch.nn.Module:
     generator = torch.Generator().manual_seed(0)
     model = torch.nn.ParameterList(
         [torch.nn.Parameter(torch.randn(1000, generator=generator)) for _ in range(parameters)]
-    )
+    ).to(device)
     for parameter in model:
-        parameter.grad = torch.randn(1000, generator=generator)
+        parameter.grad = torch.randn(1000, generator=generator).to(device)
     return model
 
 
@@ -42,11 +42,11 @@ def _aten_calls(op: sh.SummaryOp) -> int:
     return sum(1 for event in prof.events() if event.name.startswith("aten::"))
 
 
-def _transformer(layers: int) -> torch.nn.Module:
+def _transformer(layers: int, device: str = "cpu", width: int = 256) -> torch.nn.Module:
     torch.manual_seed(0)
-    layer = torch.nn.TransformerEncoderLayer(256, 8, batch_first=True)
-    model = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-    model(torch.randn(2, 16, 256)).sum().backward()
+    layer = torch.nn.TransformerEncoderLayer(width, 8, 4 * width, batch_first=True)
+    model = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False).to(device)
+    model(torch.randn(2, 16, width, device=device)).sum().backward()
     return model
 
 
@@ -54,7 +54,8 @@ def _train(model: torch.nn.Module, steps: int, run: Any = None, after_step: Any 
     """Seconds for ``steps`` SGD steps of ``model`` on one batch, each step called through
     ``run`` (a ``MonitoredSession``'s) if given, and ``after_step`` called with its loss."""
     torch.manual_seed(1)
-    x = torch.randn(4, 16, 256)
+    parameter = next(model.parameters())
+    x = torch.randn(4, 16, parameter.shape[-1], device=parameter.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4)
 
     def step() -> torch.Tensor:
@@ -64,15 +65,22 @@ def _train(model: torch.nn.Module, steps: int, run: Any = None, after_step: Any 
         optimizer.step()
         return loss
 
+    _synchronize(parameter.device)
     start = time.perf_counter()
     for _ in range(steps):
         loss = step() if run is None else run(step)
         if after_step is not None:
             after_step(loss)
+    _synchronize(parameter.device)
     return time.perf_counter() - start
 
 
-def _beside_wandb(layers: int, steps: int, every: int) -> dict[str, Any]:
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _beside_wandb(layers: int, steps: int, every: int, device: str = "cpu") -> dict[str, Any]:
     """What a due step of ``sh.watch`` and of ``wandb.watch(log="all")`` adds to training
     (offline, every ``every`` steps), from whole runs less an unwatched one: for wandb, one
     that logs the loss each step as the watched one does, through the same run."""
@@ -81,8 +89,8 @@ def _beside_wandb(layers: int, steps: int, every: int) -> dict[str, Any]:
     except ImportError:
         return {"skipped": "wandb is not installed: pip install '.[bench]'"}
     due = -(-steps // every)
-    plain = _train(_transformer(layers), steps)
-    model = _transformer(layers)
+    plain = _train(_transformer(layers, device), steps)
+    model = _transformer(layers, device)
     op = sh.watch(model, collections=[])
     with tempfile.TemporaryDirectory() as tmp:
         hook = sh.SummarySaverHook(save_steps=every, output_dir=tmp, summary_op=op)
@@ -95,8 +103,8 @@ def _beside_wandb(layers: int, steps: int, every: int) -> dict[str, Any]:
             def log(loss: torch.Tensor) -> None:
                 wandb.log({"loss": loss.item()})
 
-            logged = _train(_transformer(layers), steps, after_step=log)  # wandb's own base
-            model = _transformer(layers)
+            logged = _train(_transformer(layers, device), steps, after_step=log)  # its base
+            model = _transformer(layers, device)
             wandb.watch(model, log="all", log_freq=every)
             theirs = _train(model, steps, after_step=log)
         finally:
@@ -109,6 +117,83 @@ def _beside_wandb(layers: int, steps: int, every: int) -> dict[str, Any]:
         "ms_per_due_step": {"ours": ours_ms, "wandb_watch": theirs_ms},
         "wandb_over_ours": theirs_ms / ours_ms if ours_ms > 0 else float("nan"),
     }
+
+
+def on_device(device: str, quick: bool) -> dict[str, Any]:
+    """The whole-model checks for an accelerator, run on ``device`` (``--device cuda``):
+    every weight and gradient of a model of about 100M parameters (8 layers of
+    ``TransformerEncoderLayer(1024)``; a small one when ``quick``): ms per due step and
+    host synchronisations (target: 10 ms, one); kernels a due step launches for 10 and
+    400 tensors (ATen calls on the CPU); the peak memory of a due forward with
+    ``watch``'s activations beside one activation and all of them; and beside
+    ``wandb.watch``. Each count needs the device's profiler; on the CPU they are ATen
+    calls, and synchronisations and memory are not measured."""
+    cuda = device.startswith("cuda")
+    width, layers = (64, 2) if quick else (1024, 8)
+    model = _transformer(layers, device, width)
+    parameters = sum(p.numel() for p in model.parameters())
+    op = sh.watch(model, collections=[])
+
+    def due_step() -> None:
+        sh.evaluate(op)
+        _synchronize(torch.device(device))
+
+    ms = median_time(due_step, 3 if quick else 20) * 1e3
+    syncs = count_cuda_syncs(lambda: sh.evaluate(op)) if cuda else None
+    launches = {
+        str(n): _launches(sh.watch(_small_model(n // 2, device), norms=False, collections=[]))
+        for n in (10, 400)
+    }
+    anchor = _beside_wandb(2 if quick else 6, 10 if quick else 60, 5 if quick else 10, device)
+    return {
+        "device": device,
+        "parameters": parameters,
+        "ms_per_due_step": ms,
+        "synchronisations_per_due_step": syncs,
+        "met": ms <= 10 and syncs in (None, 1),
+        ("kernels_by_tensors" if cuda else "aten_calls_by_tensors"): launches,
+        "activations_peak_mb": _activations_peak(device, quick) if cuda else None,
+        "beside_wandb_watch": anchor,
+    }
+
+
+def _launches(op: sh.SummaryOp) -> int:
+    """The kernels a due step of ``op`` launches: CUDA kernels where its values are on a
+    GPU (the profiler's CUDA activity), ATen calls on the CPU."""
+    device = op.leaves[0].fn().device
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    sh.evaluate(op)  # warm
+    with torch.profiler.profile(activities=activities) as prof:
+        sh.evaluate(op)
+        _synchronize(device)
+    if device.type == "cuda":
+        return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+    return sum(1 for e in prof.events() if e.name.startswith("aten::"))
+
+
+def _activations_peak(device: str, quick: bool) -> dict[str, float]:
+    """MB a due forward of a deep MLP with ``watch``'s activations holds at its peak
+    (``max_memory_allocated``, less what the model and input hold), beside one
+    activation and all of them: counted in the forward hooks, they are not kept."""
+    blocks, batch, width = (4, 64, 64) if quick else (32, 4096, 4096)
+    torch.manual_seed(0)
+    layers = [m for _ in range(blocks) for m in (torch.nn.Linear(width, width), torch.nn.ReLU())]
+    model = torch.nn.Sequential(*layers).to(device)
+    op = sh.watch(model, weights=False, gradients=False, activations=True, collections=[])
+    x = torch.randn(batch, width, device=device)
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        hook = sh.SummarySaverHook(save_steps=1, output_dir=tmp, summary_op=op)
+        with sh.MonitoredSession(hooks=[hook]) as session:
+            session.run(model, x)  # (warm)
+            torch.cuda.synchronize(device)
+            base = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            session.run(model, x)
+            peak = torch.cuda.max_memory_allocated(device) - base
+    one = batch * width * 4 / 2**20
+    return {"peak": peak / 2**20, "one_activation": one, "all_activations": one * 2 * blocks}
 
 
 def measure(quick: bool, device: str) -> Result:
@@ -149,6 +234,7 @@ def measure(quick: bool, device: str) -> Result:
         anchor = _beside_wandb(2 if quick else 6, 10 if quick else 60, 5 if quick else 10)
     finally:
         torch.set_num_threads(threads)
+    accelerator = on_device(device, quick) if device != "cpu" else None
     per_tensor_calls = (calls[600] - calls[100]) / 500
     transformer_speedup = big_times["add_histogram"] / big_times["ours"]
     details: dict[str, Any] = {
@@ -165,6 +251,7 @@ def measure(quick: bool, device: str) -> Result:
             "add_histogram_over_ours": transformer_speedup,
         },
         "beside_wandb_watch": anchor,
+        "on_device": accelerator,
     }
     met = (
         per_tensor_calls <= 4 and times["ours"] <= times["wandb_style"] and transformer_speedup >= 8
@@ -183,7 +270,19 @@ def measure(quick: bool, device: str) -> Result:
         f"{calls[10]}, {calls[100]}, {calls[600]} ({per_tensor_calls:.1f} per tensor more); "
         f"transformer ({len(big_tensors)} tensors, {values / 1e6:.1f}M values): "
         f"{big_times['ours'] * 1e3:.0f} ms, {transformer_speedup:.1f}x add_histogram; "
-        + _anchor_text(anchor),
+        + _anchor_text(anchor)
+        + ("" if accelerator is None else "; " + _device_text(accelerator)),
+    )
+
+
+def _device_text(checks: dict[str, Any]) -> str:
+    launches = checks.get("kernels_by_tensors") or checks["aten_calls_by_tensors"]
+    syncs = checks["synchronisations_per_due_step"]
+    return (
+        f"on {checks['device']}, {checks['parameters'] / 1e6:.0f}M parameters: "
+        f"{checks['ms_per_due_step']:.1f} ms a due step"
+        + ("" if syncs is None else f", {syncs} synchronisations")
+        + f", {launches['10']} and {launches['400']} launches for 10 and 400 tensors"
     )
 
 

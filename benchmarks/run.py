@@ -9,7 +9,7 @@ with like on a shared, noisy machine; each reports the median of its repeats.
     python benchmarks/run.py                  # full run: table, and benchmarks/results.json
     python benchmarks/run.py --only P1,P3     # some measurements
     python benchmarks/run.py --quick          # a fast smoke run (writes no JSON unless --json)
-    python benchmarks/run.py --device cuda    # tensors on a GPU (P1, P2, P4 and P9)
+    python benchmarks/run.py --device cuda    # tensors on a GPU (P1, P2, P4, P9 and P13)
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def parse_only(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats")
-    parser.add_argument("--device", default="cpu", help="device for P1, P2, P4 and P9 tensors")
+    parser.add_argument("--device", default="cpu", help="device for P1, P2, P4, P9 and P13 tensors")
     parser.add_argument("--only", type=parse_only, help="comma-separated ids, e.g. P1,P3")
     parser.add_argument(
         "--json",

@@ -91,3 +91,17 @@ def test_contenders_take_turns_and_each_settles_before_the_next():
         settle={"a": lambda: calls.append("a settled")},
     )
     assert calls == ["a", "b"] + ["a", "a settled", "b"] * 2  # warm-ups, then the turns
+
+
+def test_p13s_accelerator_checks_run_on_the_cpu():
+    # What `--only P13 --device cuda` adds, run here so that it cannot rot: on the CPU
+    # the launches are ATen calls, and synchronisations and memory are not measured.
+    from benchmarks.p13_many_tensors import _device_text, on_device
+
+    checks = on_device("cpu", quick=True)
+    assert checks["synchronisations_per_due_step"] is None
+    assert checks["activations_peak_mb"] is None
+    calls = checks["aten_calls_by_tensors"]
+    assert 0 < calls["10"] < calls["400"] < calls["10"] + 4 * 390  # batched: few a tensor
+    assert checks["parameters"] > 0 and checks["ms_per_due_step"] > 0
+    assert "launches for 10 and 400 tensors" in _device_text(checks)
