@@ -126,18 +126,23 @@ def test_watch_of_an_fsdp2_model_writes_the_unsharded_models_histograms_and_norm
             assert collectives == ["allreduce_"] * 3
 
 
-def test_watched_activations_of_every_rank_are_counted_together(tmp_path):
-    run_ranks(SCRIPT, str(tmp_path), "activations")
+@pytest.mark.parametrize("mode", ["activations", "local_activations"])
+def test_watched_activations_of_every_rank_are_counted_together_unless_told(tmp_path, mode):
+    reports = run_ranks(SCRIPT, str(tmp_path), mode)
     ranks = [torch.load(os.path.join(str(tmp_path), f"activations{r}.pt")) for r in (0, 1)]
+    counted = ranks if mode == "activations" else ranks[:1]  # rank zero's own, written
     written = scalars(str(tmp_path))["zero_fraction/1"]
     assert [step for step, _ in written] == [1, 3]
     for step, fraction in written:
-        together = torch.cat([outputs[step].reshape(-1) for outputs in ranks])
+        together = torch.cat([outputs[step].reshape(-1) for outputs in counted])
         assert_same_histogram(
             written_histogram(str(tmp_path), "activations/1", step), reference_histogram(together)
         )
-        means = [float((outputs[step] == 0).double().mean()) for outputs in ranks]
-        assert fraction == pytest.approx(sum(means) / 2, rel=1e-6)  # the ranks' mean
+        means = [float((outputs[step] == 0).double().mean()) for outputs in counted]
+        assert fraction == pytest.approx(sum(means) / len(means), rel=1e-6)  # the ranks' mean
+    for report in reports:  # the counts and fractions in the due step's collectives, or none
+        for collectives in summary_collectives(report):
+            assert (collectives != []) == (mode == "activations"), collectives
 
 
 @pytest.fixture(scope="module")

@@ -115,6 +115,8 @@ def test_watch_filters_by_name_and_by_module_type(kwargs, expected):
         (lambda: sh.watch(model(), weights=False, gradients=False), ValueError, r"without activations, leave nothing to summarize"),
         (lambda: sh.watch(model(), module_types=int), TypeError, r"module_types must be module classes, got <class 'int'>"),
         (lambda: sh.watch(model(), norms=1), TypeError, r"watch: norms must be a bool, got 1"),
+        (lambda: sh.watch(model(), permanent="yes"), TypeError, r"watch: permanent must be a bool, got 'yes'"),
+        (lambda: sh.watch(model(), reduce_activations=None), TypeError, r"watch: reduce_activations must be a bool, got None"),
     ],
 )  # fmt: skip
 def test_watch_raises_on_bad_input(call, error, message):

@@ -39,6 +39,7 @@ def watch(
     exclude: str | None = None,
     module_types: type[torch.nn.Module] | tuple[type[torch.nn.Module], ...] | None = None,
     activations: Any = None,
+    reduce_activations: bool = True,
     permanent: bool = False,
     prefix: str = "",
     collections: Iterable[str] | None = None,
@@ -64,7 +65,8 @@ def watch(
     checkpointing) is not counted again: the taps close when the backward pass reaches
     ``module``'s output (or, under Lightning, at ``on_before_backward``). Under
     ``torch.distributed`` every rank's activations are counted together
-    (``reduce="sum"``), and the zero fractions averaged over ranks.
+    (``reduce="sum"``), and the zero fractions averaged over ranks, unless
+    ``reduce_activations=False``.
 
     Args:
         module: The model.
@@ -79,6 +81,10 @@ def watch(
         activations: Which modules' outputs to summarize: a regular expression of their
             qualified names (``named_modules()``), a module class or a tuple of them, or
             True for every module without children. None (the default): none.
+        reduce_activations: Under ``torch.distributed``, count every rank's activations
+            together (their counts summed, the zero fractions averaged over the ranks,
+            in the due step's collectives); False: each rank's own, so that rank zero
+            writes its own, with no collective.
         permanent: Keep the activations' forward hooks installed on every step, for a
             model compiled and run with gradients before its first due step (a warm-up
             training step outside the session): a compiled graph keeps only the hooks it
@@ -107,8 +113,14 @@ def watch(
         raise TypeError(
             f"watch takes a torch.nn.Module, got {module!r} of type {type(module).__name__}"
         )
-    flags = (("weights", weights), ("gradients", gradients), ("norms", norms))
-    for name, flag in (*flags, ("permanent", permanent)):
+    flags = {
+        "weights": weights,
+        "gradients": gradients,
+        "norms": norms,
+        "reduce_activations": reduce_activations,
+        "permanent": permanent,
+    }
+    for name, flag in flags.items():
         if not isinstance(flag, bool):
             raise TypeError(f"watch: {name} must be a bool, got {flag!r}")
     wants_activations = activations is not None and activations is not False
@@ -144,7 +156,7 @@ def watch(
         every = functools.partial(_gradients, module, tuple(names))
         leaves.append(_leaf(prefix, "global_norm", "gradient_norm", "norm", every, optional=True))
     if wants_activations:
-        leaves += _activation_leaves(module, activations, prefix, permanent)
+        leaves += _activation_leaves(module, activations, prefix, reduce_activations, permanent)
     op = SummaryOp(tuple(leaves))
     register(op, collections, key=f"watch:{prefix}")  # (a key no tag can be)
     return op
@@ -155,7 +167,7 @@ ZERO_FRACTION_MODULES = (torch.nn.ReLU, torch.nn.ReLU6, torch.nn.Softplus)
 
 
 def _activation_leaves(
-    module: torch.nn.Module, activations: Any, prefix: str, permanent: bool
+    module: torch.nn.Module, activations: Any, prefix: str, reduce: bool, permanent: bool
 ) -> list[Leaf]:
     chosen = _activation_modules(module, activations)
     if not chosen:
@@ -167,10 +179,10 @@ def _activation_leaves(
     for name, child in chosen:
         tap = ActivationTap(child, scope)
         tag = clean_tag(f"{prefix}activations/{name}")
-        leaves.append(Leaf(tag, "histogram", tap, False, "sum"))
+        leaves.append(Leaf(tag, "histogram", tap, False, "sum" if reduce else None))
         if isinstance(child, ZERO_FRACTION_MODULES):
             tag = clean_tag(f"{prefix}zero_fraction/{name}")
-            leaves.append(Leaf(tag, "scalar", tap.zero_fraction, False, "mean"))
+            leaves.append(Leaf(tag, "scalar", tap.zero_fraction, False, "mean" if reduce else None))
     return leaves
 
 

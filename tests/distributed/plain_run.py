@@ -18,6 +18,7 @@ MODE:
            zero saves an unsharded copy's weights and gradients, trained alike
   activations  sh.watch(activations=ReLU) of a replicated model, each rank on its own
            batch; each rank saves its ReLU's outputs at the due steps
+  local_activations  the same with reduce_activations=False
   subgroup (3 ranks) reduce= over a group of ranks 0 and 1 only
   bad_values (3 ranks) at the second due step rank 1's text and, at the next, rank 2's
            image are values no summary can hold, in a plan with reduce= values
@@ -228,20 +229,28 @@ def watch(output_dir: str, rank: int) -> dict:
     return counter.report()
 
 
-def activations(output_dir: str, rank: int) -> dict:
+def activations(output_dir: str, rank: int, reduce: bool = True) -> dict:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 1))
-    sh.watch(model, weights=False, gradients=False, activations=torch.nn.ReLU)
+    sh.watch(
+        model, weights=False, gradients=False, activations=torch.nn.ReLU, reduce_activations=reduce
+    )
     hook = sh.SummarySaverHook(save_steps=2, output_dir=output_dir, scaffold=sh.Scaffold())
     outputs = {}
+    counter = CountCollectives()
     with sh.MonitoredSession(hooks=[hook]) as session:
         for i in range(3):
             x = torch.randn(4 + rank, 5, generator=torch.Generator().manual_seed(10 * rank + i))
             step = session.global_step + 1
-            session.run(lambda x=x: model(x).sum().backward())
+            with counter.step(due=step % 2 == 1):
+                session.run(lambda x=x: model(x).sum().backward())
             outputs[step] = torch.relu(model[0](x)).detach()
     torch.save(outputs, os.path.join(output_dir, f"activations{rank}.pt"))
-    return {}
+    return counter.report()
+
+
+def local_activations(output_dir: str, rank: int) -> dict:
+    return activations(output_dir, rank, reduce=False)
 
 
 def subgroup(output_dir: str, rank: int) -> dict:
