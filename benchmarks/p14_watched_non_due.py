@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -46,17 +47,33 @@ def _eager_hook_calls(model: torch.nn.Module, ops: list[sh.SummaryOp], steps: in
 
     Tap._capture = counted  # type: ignore[method-assign]
     try:
-        with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-            hook = sh.SummarySaverHook(save_steps=10**12, output_dir=tmp, summary_op=ops)
-            with sh.MonitoredSession(hooks=[hook]) as session:
-                x = torch.randn(8, 64)
-                session.run(model, x)  # due
-                del calls[:]
-                for _ in range(steps):
-                    session.run(model, x)
+        with tempfile.TemporaryDirectory() as tmp, torch.no_grad(), _session(ops, tmp) as session:
+            x = torch.randn(8, 64)
+            session.run(model, x)  # due
+            del calls[:]
+            for _ in range(steps):
+                session.run(model, x)
     finally:
         Tap._capture = capture  # type: ignore[method-assign]
     return len(calls)
+
+
+def _session(ops: list[sh.SummaryOp] | None, logdir: str) -> sh.MonitoredSession:
+    """A session whose hook saves ``ops`` on its first step only, or with no hook."""
+    if ops is None:
+        return sh.MonitoredSession(hooks=[])
+    hook = sh.SummarySaverHook(save_steps=10**12, output_dir=logdir, summary_op=ops)
+    return sh.MonitoredSession(hooks=[hook])
+
+
+def _steps(run: sh.MonitoredSession, forward: object, x: torch.Tensor, steps: int) -> Any:
+    """A function that runs ``steps`` steps of ``forward`` through ``run``."""
+
+    def steps_of() -> None:
+        for _ in range(steps):
+            run.run(forward, x)
+
+    return steps_of
 
 
 def _eager_added(blocks: int, steps: int, repeats: int) -> dict[str, float]:
@@ -66,34 +83,18 @@ def _eager_added(blocks: int, steps: int, repeats: int) -> dict[str, float]:
     model, x = _model(blocks), torch.randn(8, 64)
     loss = sh.scalar("loss", lambda out: out.sum(), collections=[])
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-
-        def session(ops: list[sh.SummaryOp] | None, name: str) -> sh.MonitoredSession:
-            if ops is None:
-                return sh.MonitoredSession(hooks=[])
-            hook = sh.SummarySaverHook(
-                save_steps=10**12, output_dir=f"{tmp}/{name}", summary_op=ops
-            )
-            return sh.MonitoredSession(hooks=[hook])
-
         # The same model in each: in eager mode a due step's taps are gone after it.
         sessions = {
-            "watched": session(_watched(model), "w"),
-            "scalar": session([loss], "s"),
-            "bare": session(None, "b"),
+            "watched": _session(_watched(model), f"{tmp}/w"),
+            "scalar": _session([loss], f"{tmp}/s"),
+            "bare": _session(None, f"{tmp}/b"),
         }
         for run in sessions.values():  # the first, due step; then a non-due one
             run.run(model, x)
             run.run(model, x)
-
-        def loop(run: sh.MonitoredSession) -> object:
-            def steps_of() -> None:
-                for _ in range(steps):
-                    run.run(model, x)
-
-            return steps_of
-
-        times = median_times({name: loop(run) for name, run in sessions.items()}, repeats)
-        calls = {name: _python_calls(loop(run)) / steps for name, run in sessions.items()}
+        loops = {name: _steps(run, model, x, steps) for name, run in sessions.items()}
+        times = median_times(loops, repeats)
+        calls = {name: _python_calls(loop) / steps for name, loop in loops.items()}
         for run in sessions.values():
             run.close()
     us = {name: t / steps * 1e6 for name, t in times.items()}
@@ -140,32 +141,16 @@ def measure(quick: bool, device: str) -> Result:
     compiled_plain = torch.compile(compiled_plain_model, backend=counting)
     eager_calls = _eager_hook_calls(eager_model, _watched(eager_model), steps)
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-
-        def session(ops: list[sh.SummaryOp] | None, name: str) -> sh.MonitoredSession:
-            if ops is None:
-                return sh.MonitoredSession(hooks=[])
-            hook = sh.SummarySaverHook(
-                save_steps=10**12, output_dir=f"{tmp}/{name}", summary_op=ops
-            )
-            return sh.MonitoredSession(hooks=[hook])
-
         sessions = {
-            "compiled_watched": (session(_watched(compiled_model), "c"), compiled),
-            "compiled_plain": (session(None, "q"), compiled_plain),
+            "compiled_watched": (_session(_watched(compiled_model), f"{tmp}/c"), compiled),
+            "compiled_plain": (_session(None, f"{tmp}/q"), compiled_plain),
         }
         for run, forward in sessions.values():  # the first, due step; then a non-due one
             run.run(forward, x)
             run.run(forward, x)
         warm = len(graphs)
-
-        def loop(run: sh.MonitoredSession, forward: object) -> object:
-            def steps_of() -> None:
-                for _ in range(steps):
-                    run.run(forward, x)
-
-            return steps_of
-
-        times = median_times({name: loop(*pair) for name, pair in sessions.items()}, repeats)
+        loops = {name: _steps(run, forward, x, steps) for name, (run, forward) in sessions.items()}
+        times = median_times(loops, repeats)
         recompiles = len(graphs) - warm
         for run, _ in sessions.values():
             run.close()
