@@ -393,3 +393,26 @@ def test_a_due_forward_holds_one_activation_at_a_time(tmp_path, taps):
     for handle in handles:
         handle.remove()
     assert alive == ([1] if taps == "watch" else [16])  # the model's output; or all 16
+
+
+@pytest.mark.parametrize("how", ["watch", "output_of"])
+def test_an_op_registered_again_leaves_one_permanent_hook_on_the_module(tmp_path, how):
+    # A notebook cell run again: the replaced op's permanent hooks are let go of.
+    model = Blocks()
+
+    def register() -> sh.SummaryOp:
+        if how == "watch":
+            return sh.watch(model, weights=False, activations=torch.nn.ReLU, permanent=True)
+        return sh.histogram("act/relu1", sh.output_of(model.relu1, permanent=True))
+
+    try:
+        for _ in range(3):
+            op = register()
+        assert len(model.relu1._forward_hooks) == 1
+        assert len(model._forward_hooks) == (1 if how == "watch" else 0)  # the backward scope
+        hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path), summary_op=op)
+        with sh.MonitoredSession(hooks=[hook]) as session:
+            session.run(lambda: model(torch.randn(4, 6)).sum().backward())
+        assert len(model.relu1._forward_hooks) == 1  # the live op's, still installed
+    finally:
+        sh.clear_collection()

@@ -183,14 +183,30 @@ def _takes_output(tag: str, fn: object) -> bool:
 
 def register(op: SummaryOp, collections: Iterable[str] | None, key: str | None = None) -> None:
     """Add ``op`` to ``collections`` (default ``["summaries"]``), replacing the op
-    registered there under ``key`` (default: its first tag)."""
+    registered there under ``key`` (default: its first tag).
+
+    A replaced op that is registered nowhere else lets go of its taps' hooks, which the
+    new op does not use: a notebook cell run again, with ``permanent=True``, would
+    otherwise leave one more hook on the module each time."""
     names = [SUMMARIES] if collections is None else list(collections)
     for name in names:
         if not isinstance(name, str):
             raise TypeError(f"collections must hold str names, got {name!r}")
+    slot = op.leaves[0].tag if key is None else key
+    replaced = []
     with _lock:
         for name in names:
-            _collections.setdefault(name, {})[op.leaves[0].tag if key is None else key] = op
+            collection = _collections.setdefault(name, {})
+            old = collection.get(slot)
+            collection[slot] = op
+            if old is not None and old is not op:
+                replaced.append(old)
+        registered = [kept for collection in _collections.values() for kept in collection.values()]
+    for old in replaced:
+        if not any(kept is old for kept in registered):
+            for tap in old.taps:
+                if tap not in op.taps:
+                    tap.uninstall()
 
 
 def _check_reduce(tag: str, kind: Kind, reduce: object, group: object) -> None:

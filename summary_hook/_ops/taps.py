@@ -65,6 +65,11 @@ class Tap:
             self._handle.remove()
             self._handle = None
 
+    def uninstall(self) -> None:
+        """Remove the hook for good, permanent or not: the op that used it was replaced."""
+        self.permanent = False
+        self.release()
+
     def __call__(self) -> torch.Tensor:
         captured = self.captured
         if not captured:
@@ -151,6 +156,10 @@ class BackwardScope:
             self._handle.remove()
             self._handle = None
 
+    def uninstall(self) -> None:
+        self.permanent = False
+        self.release()
+
     def _on_output(self, module: torch.nn.Module, args: Any, output: Any) -> None:
         if torch.compiler.is_compiling():
             self.permanent = True  # see output_of's module docstring
@@ -203,6 +212,10 @@ class ActivationTap(Tap):
         super().release()
         self._scope.release()
         self._row, self._num, self._zeros = None, 0, None
+
+    def uninstall(self) -> None:
+        super().uninstall()
+        self._scope.uninstall()
 
     def __call__(self) -> Any:
         if self._row is None:
