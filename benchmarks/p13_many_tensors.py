@@ -42,9 +42,11 @@ def _aten_calls(op: sh.SummaryOp) -> int:
     return sum(1 for event in prof.events() if event.name.startswith("aten::"))
 
 
-def _transformer(layers: int, device: str = "cpu", width: int = 256) -> torch.nn.Module:
+def _transformer(
+    layers: int, device: str = "cpu", width: int = 256, feedforward: int = 2048
+) -> torch.nn.Module:
     torch.manual_seed(0)
-    layer = torch.nn.TransformerEncoderLayer(width, 8, 4 * width, batch_first=True)
+    layer = torch.nn.TransformerEncoderLayer(width, 8, feedforward, batch_first=True)
     model = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False).to(device)
     model(torch.randn(2, 16, width, device=device)).sum().backward()
     return model
@@ -130,7 +132,7 @@ def on_device(device: str, quick: bool) -> dict[str, Any]:
     calls, and synchronisations and memory are not measured."""
     cuda = device.startswith("cuda")
     width, layers = (64, 2) if quick else (1024, 8)
-    model = _transformer(layers, device, width)
+    model = _transformer(layers, device, width, 4 * width)
     parameters = sum(p.numel() for p in model.parameters())
     op = sh.watch(model, collections=[])
 
