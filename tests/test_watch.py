@@ -416,3 +416,34 @@ def test_an_op_registered_again_leaves_one_permanent_hook_on_the_module(tmp_path
         assert len(model.relu1._forward_hooks) == 1  # the live op's, still installed
     finally:
         sh.clear_collection()
+
+
+def test_a_plain_loop_with_a_gradient_scaler_writes_the_unscaled_gradients(tmp_path):
+    # float16 autocast and GradScaler: what the optimizer used, after scaler.step unscaled
+    # it, not the scaled gradients backward() left (1,024 times larger here).
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    op = sh.watch(model, collections=[])
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path), summary_op=op)
+    used = []
+
+    def step(x: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        with torch.autocast("cpu", dtype=torch.float16):
+            loss = model(x).pow(2).mean()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        used.append(float(model.weight.grad.double().norm()))
+
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        for i in range(3):
+            session.run(step, torch.randn(8, 4, generator=torch.Generator().manual_seed(i)))
+    sh.SummaryWriterCache.get(str(tmp_path)).flush()
+    from tests.conftest import accumulator
+
+    written = [e.value for e in accumulator(str(tmp_path)).Scalars("gradient_norm/weight")]
+    assert written == pytest.approx(used, rel=1e-6)
+    assert all(0 < norm < 100 for norm in written), written  # unscaled
