@@ -25,7 +25,7 @@ def test_readme_starts_with_the_two_set_up_commands():
     assert demo.startswith(setup + '".[demo]"')  # only what the demo needs
     assert tests.startswith(setup + '".[dev]"')
     assert demo.strip().endswith(".venv/bin/summary-hook demo")  # run by tests/test_cli.py
-    assert tests.strip().endswith(".venv/bin/python -m pytest -n auto")  # what .ci/run runs
+    assert tests.strip().endswith(".venv/bin/python -m pytest -n auto --maxprocesses 4")
 
 
 def test_ci_runs_the_readme_test_command():
