@@ -185,9 +185,10 @@ def register(op: SummaryOp, collections: Iterable[str] | None, key: str | None =
     """Add ``op`` to ``collections`` (default ``["summaries"]``), replacing the op
     registered there under ``key`` (default: its first tag).
 
-    A replaced op that is registered nowhere else lets go of its taps' hooks, which the
-    new op does not use: a notebook cell run again, with ``permanent=True``, would
-    otherwise leave one more hook on the module each time."""
+    A replaced op that is registered nowhere else lets go of its permanent taps' hooks,
+    which the new op does not use: a notebook cell run again, with ``permanent=True``,
+    would otherwise leave one more hook on the module each time. (The other taps have no
+    hook outside a due step.)"""
     names = [SUMMARIES] if collections is None else list(collections)
     for name in names:
         if not isinstance(name, str):
@@ -205,7 +206,7 @@ def register(op: SummaryOp, collections: Iterable[str] | None, key: str | None =
     for old in replaced:
         if not any(kept is old for kept in registered):
             for tap in old.taps:
-                if tap not in op.taps:
+                if tap.permanent and tap not in op.taps:
                     tap.uninstall()
 
 
