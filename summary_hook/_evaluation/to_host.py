@@ -96,9 +96,8 @@ class _DeviceBatch:
         for counts in self.counted:
             stats, bucket_counts = next(host), next(host)
             histograms = [self.histograms[member] for member in counts.members]
-            sizes = [_size(values) for _, _, values in histograms]
             tags = [tag for _, tag, _ in histograms]
-            values = histogram_values(stats, bucket_counts, sizes, tags)
+            values = histogram_values(stats, bucket_counts, counts.nums, tags)
             for (index, _, _), value in zip(histograms, values, strict=True):
                 numbers[index] = value
         for _, finish_to in self.reduced:
@@ -157,25 +156,22 @@ def _count(histograms: list[tuple[int, str, torch.Tensor | Counted]]) -> list[Co
     """The histograms of a device: its tensors counted together, and the rows that were
     counted where the values were (``sh.watch``'s activations); ``members`` index
     ``histograms``."""
-    tensors, at, rows, counted_at = [], [], [], []
+    tensors, at, rows, counted_at, nums = [], [], [], [], []
     for member, (_, _, values) in enumerate(histograms):
         if isinstance(values, Counted):
             rows.append(values.row)
             counted_at.append(member)
+            nums.append(values.num)
         else:
             tensors.append(values)
             at.append(member)
     parts = count_histograms(tensors) if tensors else []
     if len(at) != len(histograms):
-        parts = [Counts([at[m] for m in p.members], p.stats, p.counts) for p in parts]
+        parts = [Counts([at[m] for m in p.members], p.stats, p.counts, p.nums) for p in parts]
     if rows:
         stacked = torch.stack(rows)
-        parts.append(Counts(counted_at, stacked[:, :STATS], stacked[:, STATS:]))
+        parts.append(Counts(counted_at, stacked[:, :STATS], stacked[:, STATS:], nums))
     return parts
-
-
-def _size(values: torch.Tensor | Counted) -> int:
-    return values.num if isinstance(values, Counted) else values.numel()
 
 
 class LocalFailure(Exception):
@@ -262,11 +258,11 @@ class _Step:
                     self.add_histogram(index, leaf.tag, tensor, leaf.reduce, leaf.group)
             for index, slot in plan.numbered("norm"):
                 leaf = plan.leaves[slot]
-                tensors = _norm_values(leaf.tag, raw[slot], leaf.optional)
-                if tensors is None:
+                values = _norm_values(leaf.tag, raw[slot], leaf.optional)
+                if values is None:
                     numbers[index] = MISSING
                     continue
-                self.norms.append((index, [self.histogram_of(leaf.tag, t) for t in tensors]))
+                self.norms.append((index, [self.histogram_of(leaf.tag, v) for v in values]))
             for index, slot in plan.numbered("text"):
                 numbers[index] = text_tensor(plan.leaves[slot].tag, raw[slot])  # no transfer
             for index, slot in plan.numbered("image"):
@@ -306,20 +302,21 @@ class _Step:
         any other value (a DTensor, the errors, the empty histogram)."""
         if not isinstance(value, torch.Tensor) or (self.dtensors and is_dtensor(value)):
             return False
-        device = value.device
-        if value.is_complex() or device.type == "meta" or value.numel() == 0:
+        if value.is_complex() or value.is_meta or not value.numel():
             return False
         self.counted.setdefault(id(value), index)
-        self._batch(device).histograms.append((index, tag, value))
+        device = value.device
+        (self.batches.get(device) or self._batch(device)).histograms.append((index, tag, value))
         return True
 
-    def histogram_of(self, tag: str, tensor: torch.Tensor | Counted) -> int:
-        """Where ``tensor``'s histogram is, counting it first if no op has."""
-        index = self.counted.get(id(tensor))
+    def histogram_of(self, tag: str, value: Any) -> int:
+        """Where the histogram of a norm's ``value`` is, checking and counting it first
+        if no op has (a tensor an op counted was checked then)."""
+        index = self.counted.get(id(value))
         if index is None:
             index = len(self.numbers)
             self.numbers.append(None)
-            self.add_histogram(index, tag, tensor, None, None)
+            self.add_histogram(index, tag, _histogram_value(tag, value), None, None)
         return index
 
     def count(self) -> None:
@@ -347,16 +344,17 @@ class _Step:
         return numbers
 
 
-def _norm_values(tag: str, value: Any, optional: bool) -> list[torch.Tensor | Counted] | None:
-    """The tensors whose norm a norm op writes (one, or each of a list: a global norm);
-    None when there are none and the op is optional, as a frozen layer's gradients."""
+def _norm_values(tag: str, value: Any, optional: bool) -> list[Any] | None:
+    """The values whose norm a norm op writes (one, or each of a list: a global norm),
+    not yet checked (see ``histogram_of``); None when there are none and the op is
+    optional, as a frozen layer's gradients."""
     values = list(value) if isinstance(value, (list, tuple)) else [value]
     present = [v for v in values if v is not None]
     if not present and optional:
         return None
     if len(present) != len(values) and not optional:
         raise TypeError(f"norm {tag!r}: its function returned None{_NONE_HINT}")
-    return [_histogram_value(tag, v) for v in present]
+    return present
 
 
 def _group_scalars(
