@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import torch
+from tensorboard.compat.proto.summary_pb2 import HistogramProto
 from torch.utils.tensorboard.summary import histogram as torch_histogram
 
 import summary_hook as sh
@@ -263,3 +264,47 @@ def test_the_compilable_histogram_counts_exactly_as_the_device_path(deterministi
                 ours = traced(tensor, tables)
         assert torch.equal(ours[STATS:], expected[STATS:]), tensor.dtype  # the counts, exactly
         assert torch.allclose(ours[:STATS], expected[:STATS], rtol=1e-12, equal_nan=True)
+
+
+def encode_to_proto(values: np.ndarray, stats: np.ndarray) -> HistogramProto:
+    """TensorFlow's ``Histogram::EncodeToProto`` loop, written out, over buckets counted
+    with numpy (``std::upper_bound``: the first limit greater than the value)."""
+    limits = np.asarray(BUCKET_LIMITS)
+    buckets = np.minimum(np.searchsorted(limits, values, side="right"), len(limits) - 1)
+    counts = np.bincount(buckets, minlength=len(limits)).astype(float)
+    proto = HistogramProto(
+        min=stats[0], max=stats[1], num=values.size, sum=stats[2], sum_squares=stats[3]
+    )
+    i = 0
+    while i < len(counts):
+        end, count = limits[i], counts[i]
+        i += 1
+        if count <= 0:  # a run of empty buckets, collapsed into its last
+            while i < len(counts) and counts[i] <= 0:
+                end, count = limits[i], counts[i]
+                i += 1
+        proto.bucket_limit.append(end)
+        proto.bucket.append(count)
+    return proto
+
+
+def test_host_protos_are_tensorflows_encoding_of_the_device_counts():
+    from summary_hook._evaluation.histogram import device_histograms
+    from summary_hook._evaluation.histogram_proto import histogram_values
+
+    generator = torch.Generator().manual_seed(13)
+    tensors = [t for t in many_tensors() if torch.isfinite(t.double()).all()]
+    tensors += [torch.randn(n, generator=generator) * 10.0 ** (n % 40 - 20) for n in range(1, 60)]
+    tensors += [
+        torch.tensor(BUCKET_LIMITS[1:-1:7], dtype=torch.float64),  # exactly on the limits
+        torch.tensor([1e30, -1e30, 3.0e38]),  # past 1e20: the DBL_MAX bucket
+        torch.zeros(5),
+        torch.full((3,), 7.0),
+    ]
+    rows = device_histograms(tensors).numpy()
+    values = histogram_values(
+        rows[:, :STATS], rows[:, STATS:], [t.numel() for t in tensors], ["h"] * len(tensors)
+    )
+    for tensor, row, value in zip(tensors, rows, values, strict=True):
+        expected = encode_to_proto(tensor.double().numpy().reshape(-1), row[:STATS])
+        assert value.proto() == expected

@@ -43,12 +43,8 @@ from summary_hook._ops.taps import Counted
 
 if TYPE_CHECKING:
     from torch.distributed.tensor import DTensor
-from summary_hook._evaluation.histogram import (
-    BUCKET_LIMITS,
-    EMPTY,
-    device_histograms,
-    histogram_value,
-)
+from summary_hook._evaluation.histogram import BUCKET_LIMITS, device_histograms
+from summary_hook._evaluation.histogram_proto import EMPTY, histogram_value
 
 __all__ = [
     "Reductions",

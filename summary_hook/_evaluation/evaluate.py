@@ -20,7 +20,7 @@ from summary_hook._evaluation import distributed as _distributed
 from summary_hook._evaluation.audio import Sound, audio_tags
 from summary_hook._evaluation.distributed import RemoteFailure, report_failure
 from summary_hook._evaluation.errors import SummaryEvaluationError
-from summary_hook._evaluation.histogram import HistogramValue
+from summary_hook._evaluation.histogram_proto import HistogramValue
 from summary_hook._evaluation.images import Pixels, image_tags
 from summary_hook._evaluation.plans import Plan, PlanCache, plan_for
 from summary_hook._evaluation.to_host import MISSING, LocalFailure, to_host

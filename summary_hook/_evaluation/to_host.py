@@ -25,13 +25,8 @@ from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 from summary_hook._evaluation import distributed as _distributed
 from summary_hook._evaluation.audio import Sound, audio_samples
 from summary_hook._evaluation.distributed import Reductions, is_dtensor
-from summary_hook._evaluation.histogram import (
-    EMPTY,
-    STATS,
-    Counts,
-    count_histograms,
-    histogram_values,
-)
+from summary_hook._evaluation.histogram import STATS, Counts, count_histograms
+from summary_hook._evaluation.histogram_proto import EMPTY, histogram_values
 from summary_hook._evaluation.images import Pixels, image_pixels
 from summary_hook._evaluation.plans import Plan
 from summary_hook._ops.taps import Counted
