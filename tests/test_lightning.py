@@ -8,6 +8,7 @@ import os
 import pickle
 import threading
 import time
+from typing import Any
 from unittest import mock
 
 import lightning as L
@@ -513,6 +514,47 @@ def test_watch_summarizes_the_gradients_the_optimizer_used_under_bf16_clipping_a
     assert [step for step, _ in norms] == [1, 2, 3, 4]
     assert all(value == pytest.approx(0.01, rel=1e-3) for _, value in norms), norms
     assert {"weights/net.weight", "gradients/net.bias"} <= set(acc.Tags()["histograms"])
+
+
+class UsedGradients(L.Callback):
+    """The weight gradient's norm at each optimizer step, as the optimizer gets it, and
+    as each backward pass left it."""
+
+    def __init__(self) -> None:
+        self.norms: list[float] = []
+        self.after_backward: list[float] = []
+
+    def on_after_backward(self, trainer: L.Trainer, module: Any) -> None:
+        self.after_backward.append(float(module.net.weight.grad.double().norm()))
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, module: Any, optimizer: Any) -> None:
+        self.norms.append(float(module.net.weight.grad.double().norm()))
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_watch_summarizes_the_unscaled_gradients_under_16_mixed_and_its_scaler(
+    tmp_path, accumulate
+):
+    # Lightning's own 16-mixed plugin, its GradScaler on the CPU (the Trainer's
+    # precision="16-mixed" becomes bf16 there): the plugin unscales before the step, and
+    # the gradients written are those, not the 1,024x larger ones backward() left.
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    used = UsedGradients()
+    trainer = make_trainer(
+        str(tmp_path),
+        max_steps=3,
+        accumulate_grad_batches=accumulate,
+        plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)],
+        callbacks=[used, sh.SummarySaver(save_steps=1, output_dir=str(tmp_path))],
+    )
+    trainer.fit(Watched(), make_loader())
+    assert trainer.precision_plugin.scaler is scaler and scaler.get_scale() == 1024.0
+    written = [e.value for e in accumulator(str(tmp_path)).Scalars("gradient_norm/net.weight")]
+    assert len(written) == 3 and written == pytest.approx(used.norms, rel=1e-6)
+    scaled = used.after_backward[accumulate - 1 :: accumulate]  # each window's last
+    assert [s / w for s, w in zip(scaled, written, strict=True)] == pytest.approx([1024.0] * 3)
 
 
 class Tapped(TinyModel):
