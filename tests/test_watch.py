@@ -141,6 +141,69 @@ def test_a_watched_model_can_be_pickled_with_its_op():
     assert values(op2)["global_norm/gradient_norm"].simple_value > 0
 
 
+class CountedLookups(torch.nn.Module):
+    """A model that counts the lookups of its submodules by name (its own attributes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+        self.a, self.b = torch.nn.Linear(3, 2), torch.nn.Linear(2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.a(x))
+
+    def __getattr__(self, name: str) -> object:
+        if name in ("a", "b"):
+            self.__dict__["lookups"] += 1
+        return super().__getattr__(name)
+
+
+@pytest.mark.parametrize("merged", [False, True])
+def test_a_due_step_looks_each_watched_weight_up_once(merged):
+    # One lookup a parameter finds its weight, its gradient, their norms' and the global
+    # norm's (five were made before); merged with another op, the same.
+    net = CountedLookups()
+    op = sh.watch(net, collections=[])
+    if merged:
+        op = sh.merge([sh.scalar("loss", lambda: 1.0, collections=[]), op])
+    net(torch.randn(4, 3)).sum().backward()
+    net.lookups = 0
+    written = values(op)
+    assert net.lookups == 4  # a.weight, a.bias, b.weight, b.bias
+    assert written["gradient_norm/a.weight"].simple_value == pytest.approx(
+        float(net.a.weight.grad.norm())
+    )
+    assert len(written) == 4 * 4 + 1 + merged
+
+
+def test_a_watched_leaf_alone_gives_its_own_value():
+    net = model()
+    backward(net)
+    op = sh.watch(net, collections=[])
+    leaves = {leaf.tag: leaf for leaf in op.leaves}
+    assert leaves["weights/0.weight"].fn() is net[0].weight
+    assert leaves["gradients/3.bias"].fn() is net[3].bias.grad
+    assert leaves["global_norm/gradient_norm"].fn()[0] is net[0].weight.grad
+
+
+def test_a_source_of_several_leaves_must_give_one_value_each():
+    from summary_hook._ops.summary_ops import Leaf, Part
+
+    source = lambda: [1.0]  # noqa: E731 - two leaves, one value
+    op = sh.SummaryOp(tuple(Leaf(f"s{i}", "scalar", Part(source, i, 2), False) for i in range(2)))
+    with pytest.raises(sh.SummaryEvaluationError, match="'s0'.*gave 1 values for 2 summaries"):
+        sh.evaluate(op)
+
+
+def test_a_weight_set_to_none_after_watch_names_its_tag():
+    net = model()
+    op = sh.watch(net, collections=[])
+    backward(net)
+    net[3].weight = None
+    with pytest.raises(TypeError, match=r"'weights/3\.weight': its function returned None"):
+        sh.evaluate(op)
+
+
 class Blocks(torch.nn.Module):
     """Two blocks of Linear and ReLU, the first of them checkpointed when asked."""
 

@@ -168,6 +168,20 @@ def _fill(value: Summary.Value, number: Any) -> None:
         value.tensor.CopyFrom(number)
 
 
+def _call_sources(plan: Plan, output: Any, raw: list[Any]) -> None:
+    """:func:`_call_functions`'s loop when some function is a ``Part``'s source, which
+    gives the values of that many leaves at once."""
+    assert plan.widths is not None
+    for fn, takes_output, width in zip(plan.functions, plan.takes_output, plan.widths, strict=True):
+        if width == 1:
+            raw.append(fn(output) if takes_output else fn())
+            continue
+        values = fn()
+        if len(values) != width:
+            raise ValueError(f"gave {len(values)} values for {width} summaries")
+        raw.extend(values)
+
+
 def _deferred(op: SummaryOp, numbers: list[Any]) -> DeferredSummary:
     """An op's summary with every value in place, its images' PNGs and its clips' WAVs
     not yet encoded."""
@@ -222,7 +236,9 @@ def _call_functions(plan: Plan, output: Any) -> list[Any]:
     raw: list[Any] = []
     append = raw.append
     try:
-        if plan.output_free:
+        if plan.widths is not None:  # some function gives the values of several leaves
+            _call_sources(plan, output, raw)
+        elif plan.output_free:
             for fn in plan.functions:
                 append(fn())
         else:

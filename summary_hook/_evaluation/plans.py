@@ -16,7 +16,7 @@ from typing import Any
 
 from tensorboard.compat.proto.summary_pb2 import Summary
 
-from summary_hook._ops.summary_ops import KINDS, Kind, Leaf, SummaryOp
+from summary_hook._ops.summary_ops import KINDS, Kind, Leaf, Part, SummaryOp
 
 __all__ = ["Plan", "PlanCache", "forget_plans_in_child", "plan_for"]
 
@@ -37,8 +37,9 @@ class Plan:
     """
 
     leaves: tuple[Leaf, ...]
-    functions: tuple[Callable[..., Any], ...]
-    takes_output: tuple[bool, ...]
+    functions: tuple[Callable[..., Any], ...]  # one a leaf, or one for a run of parts
+    takes_output: tuple[bool, ...]  # for each function
+    widths: tuple[int, ...] | None  # how many values each function gives; None: one each
     output_free: bool  # no function takes the step's output
     reduced: bool  # some leaf combines the ranks' values (``reduce=``)
     slots: dict[Kind, tuple[int, ...]]  # by kind: which leaves are of that kind
@@ -135,10 +136,12 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> Plan:
     number_of = {slot: n for n, slot in enumerate(order)}
     op_numbers = tuple(tuple(number_of[slot_of[id(leaf)]] for leaf in op.leaves) for op in ops)
     templates = tuple(Summary(value=[Summary.Value(tag=tag) for tag in op.tags]) for op in ops)
+    functions, takes_output, widths = _calls(leaves)
     return Plan(
         leaves=tuple(leaves),
-        functions=tuple(leaf.fn for leaf in leaves),
-        takes_output=tuple(leaf.takes_output for leaf in leaves),
+        functions=functions,
+        takes_output=takes_output,
+        widths=None if len(functions) == len(leaves) else widths,
         output_free=not any(leaf.takes_output for leaf in leaves),
         reduced=any(leaf.reduce is not None for leaf in leaves),
         slots=slots,
@@ -153,6 +156,35 @@ def _make_plan(ops: tuple[SummaryOp, ...]) -> Plan:
         lock=threading.Lock(),
         generation=_generation,
     )
+
+
+def _calls(
+    leaves: list[Leaf],
+) -> tuple[tuple[Callable[..., Any], ...], tuple[bool, ...], tuple[int, ...]]:
+    """The functions that give the leaves' values in order, whether each takes the
+    output, and how many values each gives: a run of every :class:`Part` of one source,
+    in order, is one call of the source; any other leaf, its own function."""
+    functions: list[Callable[..., Any]] = []
+    takes_output: list[bool] = []
+    widths: list[int] = []
+    start = 0
+    while start < len(leaves):
+        fn: Callable[..., Any] = leaves[start].fn
+        width = 1
+        part = leaves[start].fn
+        if isinstance(part, Part) and part.index == 0:
+            run = leaves[start : start + part.count]
+            in_order = all(
+                isinstance(leaf.fn, Part) and leaf.fn.source is part.source and leaf.fn.index == i
+                for i, leaf in enumerate(run)
+            )
+            if len(run) == part.count and in_order:
+                fn, width = part.source, part.count
+        functions.append(fn)
+        takes_output.append(width == 1 and leaves[start].takes_output)
+        widths.append(width)
+        start += width
+    return tuple(functions), tuple(takes_output), tuple(widths)
 
 
 def forget_plans_in_child() -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "KINDS",
     "SUMMARIES",
     "Leaf",
+    "Part",
     "SummaryOp",
     "audio",
     "clean_tag",
@@ -113,6 +114,22 @@ class Leaf:
     dataformats: str = ""  # images only
     sample_rate: float = 0.0  # audio only
     optional: bool = False  # None is no value, left out of the summary (a missing .grad)
+
+
+@dataclass(frozen=True, eq=False)
+class Part:
+    """The function of one of ``count`` leaves whose values one call of ``source`` finds
+    together, in order (``watch``'s: every weight and gradient from one lookup of the
+    weights). An evaluation calls ``source`` once for all of them when they come one
+    after another, as an op holds them; called alone, a part calls it and takes its
+    ``index``-th value."""
+
+    source: Callable[[], Sequence[Any]]
+    index: int
+    count: int
+
+    def __call__(self) -> Any:
+        return self.source()[self.index]
 
 
 @dataclass(frozen=True, eq=False)

@@ -6,11 +6,11 @@ op in the default collection, so that ``SummarySaver()`` and ``Scaffold()`` pick
 
 Each value is looked up by its qualified name on a due step, not kept from the call:
 ``fully_shard`` (FSDP2) and other wrappers replace a module's parameters after the model
-is built, and a kept parameter would be a stale copy. The functions are ``partial``s of
-``operator.attrgetter`` (which follows a dotted name in C, still through each module's
-``__getattr__``: 4 µs for a name five modules deep, 1.3x faster than a Python loop of
-``getattr``, 1.7x for its gradient) and of module-level functions, so the op can be
-pickled with the model (``ddp_spawn``).
+is built, and a kept parameter would be a stale copy. The weights are found together, by
+one ``operator.attrgetter`` of every name (which follows a dotted name in C, still
+through each module's ``__getattr__``), and the gradients taken from them. The functions
+are ``partial``s of module-level functions, so the op can be pickled with the model
+(``ddp_spawn``).
 
 Norms are taken from the histograms' sums of squares, which evaluation already combines
 across ranks for a ``DTensor``: a sharded model's norms and its global gradient norm are
@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from summary_hook._ops.summary_ops import Leaf, SummaryOp, clean_tag, register
+from summary_hook._ops.summary_ops import Kind, Leaf, Part, SummaryOp, clean_tag, register
 from summary_hook._ops.taps import ActivationTap, BackwardScope
 
 __all__ = ["watch"]
@@ -145,21 +145,8 @@ def watch(
             f"exclude={exclude!r} and module_types={module_types!r}"
         )
     leaves: list[Leaf] = []
-    for name in names:
-        weight = functools.partial(operator.attrgetter(name), module)
-        grad = functools.partial(operator.attrgetter(f"{name}.grad"), module)
-        if weights:
-            leaves.append(_leaf(prefix, "weights", name, "histogram", weight))
-        if gradients:
-            leaves.append(_leaf(prefix, "gradients", name, "histogram", grad, optional=True))
-        if weights and norms:
-            leaves.append(_leaf(prefix, "weight_norm", name, "norm", weight))
-        if gradients and norms:
-            leaves.append(_leaf(prefix, "gradient_norm", name, "norm", grad, optional=True))
-    if gradients and names:
-        paths = [f"{name}.grad" for name in names]
-        every = functools.partial(_gradients, operator.attrgetter(*paths), module)
-        leaves.append(_leaf(prefix, "global_norm", "gradient_norm", "norm", every, optional=True))
+    if names:
+        leaves += _parameter_leaves(module, names, prefix, weights, gradients, norms)
     if wants_activations:
         leaves += _activation_leaves(module, activations, prefix, reduce_activations, permanent)
     op = SummaryOp(tuple(leaves))
@@ -254,12 +241,61 @@ def _selected(
     return names
 
 
-def _leaf(prefix: str, group: str, name: str, kind: Any, fn: Any, optional: bool = False) -> Leaf:
-    return Leaf(clean_tag(f"{prefix}{group}/{name}"), kind, fn, False, optional=optional)
+#: Each parameter's leaves, as ``(group, kind, value)``: value 0 is its weight, 1 its
+#: gradient (optional: None when frozen or unused).
+_PER_PARAMETER: tuple[tuple[str, Kind, int], ...] = (
+    ("weights", "histogram", 0),
+    ("gradients", "histogram", 1),
+    ("weight_norm", "norm", 0),
+    ("gradient_norm", "norm", 1),
+)
 
 
-def _gradients(get: operator.attrgetter[Any], module: torch.nn.Module) -> list[torch.Tensor | None]:
-    """Every watched parameter's ``.grad``: ``get`` takes them all (one alone, not in a
-    tuple, when there is one)."""
-    found = get(module)
-    return list(found) if isinstance(found, tuple) else [found]
+def _parameter_leaves(
+    module: torch.nn.Module,
+    names: list[str],
+    prefix: str,
+    weights: bool,
+    gradients: bool,
+    norms: bool,
+) -> list[Leaf]:
+    """The leaves of the parameters at ``names``, in order, then the global gradient
+    norm's: each a :class:`Part` of one source, which looks every weight up once and
+    takes the gradients from them (3 lookups a parameter before, 4 µs each five modules
+    deep: 2.2 ms of a 24-layer transformer's due step)."""
+    wanted = {"weights": weights, "gradients": gradients}
+    wanted |= {"weight_norm": weights and norms, "gradient_norm": gradients and norms}
+    per_parameter = [entry for entry in _PER_PARAMETER if wanted[entry[0]]]
+    picks = tuple(value for _, _, value in per_parameter)
+    count = len(names) * len(picks) + gradients
+    source = functools.partial(
+        _parameter_values, operator.attrgetter(*names), picks, gradients, module
+    )
+    specs = [(group, name, kind, value) for name in names for group, kind, value in per_parameter]
+    if gradients:
+        specs.append(("global_norm", "gradient_norm", "norm", 1))
+    return [
+        Leaf(
+            clean_tag(f"{prefix}{group}/{name}"),
+            kind,
+            Part(source, index, count),
+            False,
+            optional=value == 1,
+        )
+        for index, (group, name, kind, value) in enumerate(specs)
+    ]
+
+
+def _parameter_values(
+    get: operator.attrgetter[Any], picks: tuple[int, ...], every: bool, module: torch.nn.Module
+) -> list[Any]:
+    """The values of :func:`_parameter_leaves`' leaves: for each weight that ``get``
+    finds at its qualified name, the weight (pick 0) or its gradient (pick 1) as
+    ``picks`` says; then, when ``every``, all the gradients, for the global norm."""
+    found = get(module)  # (one name: the weight itself, not a tuple)
+    weights = found if isinstance(found, tuple) else (found,)
+    pairs = [(w, getattr(w, "grad", None)) for w in weights]
+    values = [pair[pick] for pair in pairs for pick in picks]
+    if every:
+        values.append([grad for _, grad in pairs])
+    return values
