@@ -12,7 +12,7 @@ import operator
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from tensorboard.compat.proto.summary_pb2 import Summary
 
@@ -169,22 +169,28 @@ def _calls(
     widths: list[int] = []
     start = 0
     while start < len(leaves):
-        fn: Callable[..., Any] = leaves[start].fn
-        width = 1
-        part = leaves[start].fn
-        if isinstance(part, Part) and part.index == 0:
-            run = leaves[start : start + part.count]
-            in_order = all(
-                isinstance(leaf.fn, Part) and leaf.fn.source is part.source and leaf.fn.index == i
-                for i, leaf in enumerate(run)
-            )
-            if len(run) == part.count and in_order:
-                fn, width = part.source, part.count
-        functions.append(fn)
-        takes_output.append(width == 1 and leaves[start].takes_output)
-        widths.append(width)
-        start += width
+        leaf = leaves[start]
+        if _whole_run(leaf.fn, leaves[start:]):
+            functions.append(leaf.fn.source)
+            takes_output.append(False)
+            widths.append(leaf.fn.count)
+        else:
+            functions.append(leaf.fn)
+            takes_output.append(leaf.takes_output)
+            widths.append(1)
+        start += widths[-1]
     return tuple(functions), tuple(takes_output), tuple(widths)
+
+
+def _whole_run(fn: Any, rest: list[Leaf]) -> TypeGuard[Part]:
+    """Whether ``fn`` is the first :class:`Part` of a source whose every part follows, in
+    order, from the start of ``rest``."""
+    if not isinstance(fn, Part) or fn.index != 0 or len(rest) < fn.count:
+        return False
+    return all(
+        isinstance(leaf.fn, Part) and leaf.fn.source is fn.source and leaf.fn.index == i
+        for i, leaf in enumerate(rest[: fn.count])
+    )
 
 
 def forget_plans_in_child() -> None:
