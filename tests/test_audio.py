@@ -106,6 +106,8 @@ def test_bad_arguments_name_the_tag_and_show_the_value(kwargs, error, message):
         (torch.zeros(1, 8, dtype=torch.int16), TypeError, r"audio 'a' must hold floats.*int16"),
         (torch.zeros(1, 0), ValueError, r"audio 'a' has no frames"),
         (None, TypeError, r"audio 'a': its function returned None"),
+        (torch.empty(1, 8, device="meta"), ValueError, r"audio 'a' is a tensor on the meta device"),
+        ({"loss": torch.zeros(1, 8)}, TypeError, r"audio 'a' got a dict \(keys 'loss'\)"),
     ],
 )
 def test_bad_clips_raise_naming_the_tag(value, error, message):

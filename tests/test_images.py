@@ -114,6 +114,10 @@ def test_raises_when_the_op_is_bad(make, error, message):
         (torch.zeros(3, 4, 4), "NCHW", ValueError, r"image 'im' with dataformats='NCHW' must have 4 dimensions, got shape \(3, 4, 4\)"),
         (torch.zeros(1, 2, 4, 4), "NCHW", ValueError, r"image 'im' must have 1, 3 or 4 channels, got 2"),
         (torch.zeros(1, 3, 4, 4, dtype=torch.int32), "NCHW", TypeError, r"image 'im' must be uint8 or floating point, got torch.int32"),
+        (torch.empty(1, 3, 4, 4, device="meta"), "NCHW", ValueError, r"image 'im' is a tensor on the meta device, which holds no values"),
+        (torch.zeros(1, 3, 4, 4, dtype=torch.complex64), "NCHW", TypeError, r"image 'im' must be real, got a torch.complex64 tensor"),
+        ({"loss": torch.zeros(1, 3, 4, 4)}, "NCHW", TypeError, r"image 'im' got a dict \(keys 'loss'\); .*a one-argument function gets the batch's outputs"),
+        ([["a"]], "HW", TypeError, r"image 'im' must hold real numbers, got \[\['a'\]\]"),
     ],
 )  # fmt: skip
 def test_raises_when_the_images_are_bad_naming_the_tag(value, dataformats, error, message):

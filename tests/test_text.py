@@ -59,6 +59,7 @@ def test_text_tag_has_no_suffix_and_metadata_is_written_once_per_tag(tmp_path):
     [
         (None, TypeError, r"text 'notes': its function returned None"),
         ([1, 2], TypeError, r"text 'notes' must hold strings, got \[1, 2\]"),
+        ({"loss": "x"}, TypeError, r"text 'notes' got a dict \(keys 'loss'\)"),
         (
             np.full((2, 2, 2), "x"),
             ValueError,

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from summary_hook._evaluation.values import array_value
+
 __all__ = ["Sound", "audio_samples", "audio_tags"]
 
 
@@ -47,13 +49,7 @@ def audio_samples(tag: str, value: Any, max_outputs: int) -> torch.Tensor:
         ValueError: If it is not 2-D or 3-D, or has no frames or channels. Each error
             names the tag.
     """
-    if value is None:
-        raise TypeError(f"audio {tag!r}: its function returned None")
-    if not isinstance(value, torch.Tensor):
-        try:
-            value = torch.from_numpy(np.ascontiguousarray(np.asarray(value)))
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"audio {tag!r}: cannot read {value!r} as an array") from error
+    value = array_value("audio", tag, value)
     clips: torch.Tensor = value.detach()
     if clips.dim() not in (2, 3):
         raise ValueError(

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from summary_hook._evaluation.values import array_value
+
 __all__ = ["DATAFORMATS", "Pixels", "image_pixels", "image_tags"]
 
 #: How each accepted layout becomes ``[N, H, W, C]``.
@@ -51,13 +53,7 @@ def image_pixels(tag: str, value: Any, max_outputs: int, dataformats: str) -> to
         ValueError: If its shape does not fit ``dataformats``, or it has not 1, 3 or 4
             channels. Each error names the tag.
     """
-    if value is None:
-        raise TypeError(f"image {tag!r}: its function returned None")
-    if not isinstance(value, torch.Tensor):
-        try:
-            value = torch.from_numpy(np.ascontiguousarray(np.asarray(value)))
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"image {tag!r}: cannot read {value!r} as an array") from error
+    value = array_value("image", tag, value)
     images: torch.Tensor = value.detach()
     if images.dim() != len(dataformats):
         raise ValueError(

@@ -11,16 +11,11 @@ vectors cross in the same copy. Values are checked here, each error naming its t
 from __future__ import annotations
 
 import math
-import numbers
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
-from tensorboard.compat.proto import types_pb2
-from tensorboard.compat.proto.tensor_pb2 import TensorProto
-from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 
 from summary_hook._evaluation import distributed as _distributed
 from summary_hook._evaluation.audio import Sound, audio_samples
@@ -29,9 +24,10 @@ from summary_hook._evaluation.histogram import STATS, Counts, count_histograms
 from summary_hook._evaluation.histogram_proto import EMPTY, histogram_values
 from summary_hook._evaluation.images import Pixels, image_pixels
 from summary_hook._evaluation.plans import Plan
+from summary_hook._evaluation.values import histogram_input, norm_inputs, scalar_value, text_tensor
 from summary_hook._ops.taps import Counted
 
-__all__ = ["MISSING", "LocalFailure", "text_tensor", "to_host"]
+__all__ = ["MISSING", "LocalFailure", "to_host"]
 
 #: What an optional value that is absent (a frozen parameter's gradient) gives: its
 #: op's summary leaves it out.
@@ -249,11 +245,11 @@ class _Step:
                 if value is None and leaf.optional:
                     numbers[index] = MISSING
                 elif leaf.reduce is not None or not self.add_local_tensor(index, leaf.tag, value):
-                    tensor = _histogram_value(leaf.tag, value)
+                    tensor = histogram_input(leaf.tag, value)
                     self.add_histogram(index, leaf.tag, tensor, leaf.reduce, leaf.group)
             for index, slot in plan.numbered("norm"):
                 leaf = plan.leaves[slot]
-                values = _norm_values(leaf.tag, raw[slot], leaf.optional)
+                values = norm_inputs(leaf.tag, raw[slot], leaf.optional)
                 if values is None:
                     numbers[index] = MISSING
                     continue
@@ -293,7 +289,7 @@ class _Step:
 
     def add_local_tensor(self, index: int, tag: str, value: Any) -> bool:
         """:meth:`add_histogram` in half the time for the common case, a non-empty plain
-        tensor checked as ``_histogram_value`` checks it; False, having done nothing, for
+        tensor checked as ``histogram_input`` checks it; False, having done nothing, for
         any other value (a DTensor, the errors, the empty histogram)."""
         if not isinstance(value, torch.Tensor) or (self.dtensors and is_dtensor(value)):
             return False
@@ -311,7 +307,7 @@ class _Step:
         if index is None:
             index = len(self.numbers)
             self.numbers.append(None)
-            self.add_histogram(index, tag, _histogram_value(tag, value), None, None)
+            self.add_histogram(index, tag, histogram_input(tag, value), None, None)
         return index
 
     def count(self) -> None:
@@ -339,19 +335,6 @@ class _Step:
         return numbers
 
 
-def _norm_values(tag: str, value: Any, optional: bool) -> list[Any] | None:
-    """The values whose norm a norm op writes (one, or each of a list: a global norm),
-    not yet checked (see ``histogram_of``); None when there are none and the op is
-    optional, as a frozen layer's gradients."""
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    present = [v for v in values if v is not None]
-    if not present and optional:
-        return None
-    if len(present) != len(values) and not optional:
-        raise TypeError(f"norm {tag!r}: its function returned None{_NONE_HINT}")
-    return present
-
-
 def _group_scalars(
     plan: Plan,
     scalars: list[Any],
@@ -370,7 +353,7 @@ def _group_scalars(
     for index, (slot, value) in enumerate(zip(plan.slots["scalar"], scalars, strict=True)):
         leaf = plan.leaves[slot]
         try:
-            checked = _scalar_value(leaf.tag, value)  # raises the precise error
+            checked = scalar_value(leaf.tag, value)  # raises the precise error
             if (is_dtensor(checked) or leaf.reduce) and reductions.add_scalar(
                 index, leaf.tag, checked, leaf.reduce, leaf.group
             ):
@@ -412,109 +395,3 @@ def _copy_to_host(flat: torch.Tensor) -> torch.Tensor:
     """
     host = flat.to(_HOST, copy=True)
     return host if host.dtype in _HOST_FLOATS else host.to(torch.float64)
-
-
-def _mapping_error(kind: str, tag: str, value: Mapping[Any, Any]) -> TypeError:
-    keys = ", ".join(repr(key) for key in list(value)[:5])
-    return TypeError(
-        f"{kind} {tag!r} got a dict (keys {keys}); return one of its values, such as "
-        "out['loss']: under Lightning, a one-argument function gets the batch's outputs, "
-        "what training_step returned as a dict with 'loss', even when it returned a tensor"
-    )
-
-
-_NONE_HINT = (
-    "; a parameter's .grad is None until a backward pass reaches it (a frozen layer, "
-    "a parameter outside the loss, or a step before the first backward)"
-)
-
-
-def _scalar_value(tag: str, value: Any) -> float | torch.Tensor:
-    """A Python float, or a one-element real tensor left on its device."""
-    if isinstance(value, torch.Tensor):
-        _check_real_tensor(tag, "scalar", value)
-        if value.numel() != 1:
-            raise ValueError(
-                f"scalar {tag!r} must have exactly one element, got a tensor of shape "
-                f"{tuple(value.shape)}"
-            )
-        return value.detach()
-    if isinstance(value, (np.ndarray, np.generic)):
-        if value.dtype.kind not in "biuf":
-            raise TypeError(f"scalar {tag!r} must be real, got a numpy {value.dtype} value")
-        if value.size != 1:
-            raise ValueError(
-                f"scalar {tag!r} must have exactly one element, got an array of shape {value.shape}"
-            )
-        return float(value.reshape(()))
-    if isinstance(value, numbers.Real):
-        return float(value)
-    if value is None:
-        raise TypeError(f"scalar {tag!r}: its function returned None{_NONE_HINT}")
-    if isinstance(value, Mapping):
-        raise _mapping_error("scalar", tag, value)
-    raise TypeError(
-        f"scalar {tag!r} must be a real number or a one-element tensor, got {value!r} "
-        f"of type {type(value).__name__}"
-    )
-
-
-def _histogram_value(tag: str, value: Any) -> torch.Tensor | Counted:
-    if isinstance(value, Counted):
-        return value
-    if isinstance(value, torch.Tensor):
-        _check_real_tensor(tag, "histogram", value)
-        return value
-    if value is None:
-        raise TypeError(f"histogram {tag!r}: its function returned None{_NONE_HINT}")
-    if isinstance(value, Mapping):
-        raise _mapping_error("histogram", tag, value)
-    try:
-        array = np.asarray(value)
-    except Exception as error:
-        raise TypeError(f"histogram {tag!r}: cannot read {value!r} as an array") from error
-    if array.dtype.kind not in "biuf":
-        raise TypeError(
-            f"histogram {tag!r} must hold real numbers, got {value!r} (dtype {array.dtype})"
-        )
-    return torch.from_numpy(np.ascontiguousarray(array))
-
-
-def text_tensor(tag: str, value: Any) -> TensorProto:
-    """The string ``TensorProto`` of a text summary: a ``str`` (shape ``[]``), or a list or
-    a 1-D or 2-D array of them (a 2-D one is shown as a table).
-
-    Raises:
-        TypeError: If ``value`` holds anything but strings, naming the tag.
-        ValueError: If it has more than two dimensions, naming the tag.
-    """
-    if isinstance(value, (str, bytes)):
-        return TensorProto(dtype=types_pb2.DT_STRING, string_val=[_utf8(value)])
-    if value is None:
-        raise TypeError(f"text {tag!r}: its function returned None")
-    try:
-        array = np.asarray(value, dtype=object)
-    except Exception as error:
-        raise TypeError(f"text {tag!r}: cannot read {value!r} as strings") from error
-    if array.ndim > 2:
-        raise ValueError(
-            f"text {tag!r} must be a string or a 1-D or 2-D array of them, got shape {array.shape}"
-        )
-    items = array.reshape(-1).tolist()
-    if not all(isinstance(item, (str, bytes)) for item in items):
-        raise TypeError(f"text {tag!r} must hold strings, got {value!r}")
-    shape = TensorShapeProto(dim=[TensorShapeProto.Dim(size=n) for n in array.shape])
-    return TensorProto(
-        dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=[_utf8(i) for i in items]
-    )
-
-
-def _utf8(text: str | bytes) -> bytes:
-    return text if isinstance(text, bytes) else text.encode("utf-8")
-
-
-def _check_real_tensor(tag: str, kind: str, value: torch.Tensor) -> None:
-    if value.is_complex():
-        raise TypeError(f"{kind} {tag!r} must be real, got a {value.dtype} tensor")
-    if value.device.type == "meta":
-        raise ValueError(f"{kind} {tag!r} is a tensor on the meta device, which holds no values")
