@@ -1,11 +1,12 @@
 """Values of a due step to the host: one transfer per device.
 
 Every scalar of a device is stacked on it, and its histograms are counted on it
-together (``device_histograms``: a few passes for many small tensors); the
-scalars and the counts and statistics then cross to the host in one copy, and are
-turned into floats and histograms there. Values that need other ranks (a
-``DTensor``, or ``reduce=``) are combined first (``_evaluation.distributed``), and their reduced
-vectors cross in the same copy. Values are checked here, each error naming its tag.
+together (``count_histograms``: a few passes for many small tensors); the scalars and
+the counts and statistics then cross to the host in one copy, and are turned into
+floats and histograms there. Values that need other ranks (a ``DTensor``, or
+``reduce=``) are combined first (``_evaluation.distributed``), and their reduced
+vectors cross in the same copy. Each value is checked first (``_evaluation.values``),
+each error naming its tag.
 """
 
 from __future__ import annotations
