@@ -63,6 +63,15 @@ def test_collections_argument_controls_registration():
     assert sh.merge_all("mine").tags == ("b",)
 
 
+def test_one_collection_name_is_taken_as_a_name_not_as_its_letters():
+    # TensorFlow's add_to_collections takes a str as one key.
+    sh.scalar("a", lambda: 1.0, collections="mine")
+    sh.watch(torch.nn.Linear(2, 1), collections="mine")
+    assert sh.merge_all("mine").tags[0] == "a"
+    assert "weights/weight" in sh.merge_all("mine").tags
+    assert sh.merge_all("m") is None
+
+
 def test_merge_raises_on_duplicate_tag():
     a = sh.scalar("a", lambda: 1.0, collections=[])
     with pytest.raises(ValueError, match="duplicate tag 'a' in merged summary"):

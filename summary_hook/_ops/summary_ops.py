@@ -206,7 +206,12 @@ def register(op: SummaryOp, collections: Iterable[str] | None, key: str | None =
     which the new op does not use: a notebook cell run again, with ``permanent=True``,
     would otherwise leave one more hook on the module each time. (The other taps have no
     hook outside a due step.)"""
-    names = [SUMMARIES] if collections is None else list(collections)
+    if collections is None:
+        names = [SUMMARIES]
+    elif isinstance(collections, str):  # one name, not its letters
+        names = [collections]
+    else:
+        names = list(collections)
     for name in names:
         if not isinstance(name, str):
             raise TypeError(f"collections must hold str names, got {name!r}")
@@ -269,8 +274,9 @@ def scalar(
     Args:
         name: The tag; invalid characters become ``_`` with a warning.
         fn: ``fn()`` reads state, ``fn(output)`` receives what the step returned.
-        collections: Collections to add the op to; default ``["summaries"]``. An
-            op with the same tag already there is replaced.
+        collections: The names of the collections to add the op to, or one name (as
+            TensorFlow takes it: ``"mine"`` is ``["mine"]``); default ``["summaries"]``.
+            An op with the same tag already there is replaced.
         reduce: Combine every rank's value: ``"mean"``, ``"sum"``, ``"min"`` or
             ``"max"``; None writes rank zero's. Without an initialized process group
             the value is written as it is.
