@@ -145,6 +145,24 @@ def test_watched_activations_of_every_rank_are_counted_together_unless_told(tmp_
             assert (collectives != []) == (mode == "activations"), collectives
 
 
+def test_watch_of_a_ddp_model_has_the_models_own_tags(tmp_path):
+    # DistributedDataParallel keeps the model as .module: its names, not module.0.weight.
+    reports = run_ranks(SCRIPT, str(tmp_path), "ddp")
+    names = ("0.weight", "0.bias", "2.weight", "2.bias")
+    for report in reports:
+        assert {t for t in report["tags"] if t.startswith("gradients/")} == {
+            f"gradients/{name}" for name in names
+        }
+        assert "activations/1" in report["tags"]
+    gradients = torch.load(os.path.join(str(tmp_path), "gradients.pt"))
+    for step in (1, 3):
+        for name in names:
+            assert_same_histogram(
+                written_histogram(str(tmp_path), f"gradients/{name}", step),
+                reference_histogram(gradients[step][name]),  # every rank's mean
+            )
+
+
 @pytest.fixture(scope="module")
 def fsdp_run(tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("fsdp"))

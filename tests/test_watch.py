@@ -124,6 +124,57 @@ def test_watch_raises_on_bad_input(call, error, message):
         call()
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_a_compiled_or_wrapped_model_has_the_models_own_tags(tmp_path):
+    # torch.compile keeps the model as _orig_mod, DataParallel as module: a run's tags
+    # are the same with or without them, and the filters match the names tags show.
+    plain = sh.watch(model(), activations=torch.nn.ReLU, collections=[]).tags
+    torch.compiler.reset()
+    compiled = torch.compile(model(), backend="eager")
+    for wrapped in (compiled, torch.nn.DataParallel(torch.compile(model(), backend="eager"))):
+        assert sh.watch(wrapped, activations=torch.nn.ReLU, collections=[]).tags == plain
+
+    class Net(torch.nn.Module):  # a submodule compiled in place
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.compile(model(), backend="eager")
+            self.head = torch.nn.Linear(2, 1)
+
+    net = Net()
+    op = sh.watch(net, include=r"^body\.0\.", activations=r"^body(\.1)?$", collections=[])
+    assert op.tags == (
+        "weights/body.0.weight",
+        "gradients/body.0.weight",
+        "weight_norm/body.0.weight",
+        "gradient_norm/body.0.weight",
+        "weights/body.0.bias",
+        "gradients/body.0.bias",
+        "weight_norm/body.0.bias",
+        "gradient_norm/body.0.bias",
+        "global_norm/gradient_norm",
+        "activations/body",  # the model, once: not also its compiled wrapper
+        "activations/body.1",
+        "zero_fraction/body.1",
+    )
+    x = torch.randn(3, 6)
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path), summary_op=op)
+    with sh.MonitoredSession(hooks=[hook]) as sess:
+        sess.run(lambda: net.head(net.body(x)).sum().backward())
+    sh.SummaryWriterCache.get(str(tmp_path)).flush()
+    from tests.conftest import accumulator
+
+    acc = accumulator(str(tmp_path))
+    inner = net.body._orig_mod
+    with torch.no_grad():
+        expected = {
+            "gradients/body.0.weight": inner[0].weight.grad,
+            "activations/body.1": inner[1](inner[0](x)),
+        }
+    for tag, tensor in expected.items():
+        (event,) = acc.Histograms(tag)
+        assert nonempty(event.histogram_value) == numpy_histogram(tensor.numpy().reshape(-1))
+
+
 def test_watch_reads_the_parameters_a_wrapper_put_in_place():
     # fully_shard and other wrappers replace parameters after the model is built.
     net = model()
@@ -318,10 +369,18 @@ def test_watch_raises_on_bad_activations(activations, error, message):
 # the "error" filter of these tests would raise it instead.)
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
 @pytest.mark.parametrize(
-    ("backend", "checkpointed"),
-    [("counting", None), ("counting", False), ("counting", True), ("inductor", False)],
+    ("backend", "checkpointed", "watched"),
+    [
+        ("counting", None, "model"),
+        ("counting", False, "model"),
+        ("counting", True, "model"),
+        ("inductor", False, "model"),
+        ("counting", None, "compiled"),  # sh.watch(torch.compile(model)): the same tags
+    ],
 )
-def test_activations_of_a_compiled_model_are_counted_in_its_graph(tmp_path, backend, checkpointed):
+def test_activations_of_a_compiled_model_are_counted_in_its_graph(
+    tmp_path, backend, checkpointed, watched
+):
     # Every due step's histograms and zero fractions equal eager's, each call of the
     # forward counted once (a checkpointed block's recomputation is not); two graphs (due
     # steps and the others), no graph break, no recompile; and the graphs give out the
@@ -339,7 +398,13 @@ def test_activations_of_a_compiled_model_are_counted_in_its_graph(tmp_path, back
 
     model = Blocks(checkpointed)
     compiled = torch.compile(model, backend=counting)
-    op = sh.watch(model, weights=False, gradients=False, activations=True, collections=[])
+    op = sh.watch(
+        compiled if watched == "compiled" else model,
+        weights=False,
+        gradients=False,
+        activations=True,
+        collections=[],
+    )
     hook = sh.SummarySaverHook(save_steps=2, output_dir=str(tmp_path), summary_op=op)
     batches = [
         torch.randn(4, 6, generator=torch.Generator().manual_seed(i)).requires_grad_(

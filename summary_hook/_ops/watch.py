@@ -52,7 +52,9 @@ def watch(
     their norms, and the global gradient norm, on due steps only; and, when asked, the
     outputs of chosen modules.
 
-    Tags carry each parameter's qualified name (``model.named_parameters()``):
+    Tags carry each parameter's qualified name (``model.named_parameters()``, the same
+    whether the model is compiled or not: ``torch.compile``'s ``_orig_mod.`` is left out,
+    as is the root ``module.`` of ``DistributedDataParallel`` and ``DataParallel``):
     ``weights/<name>`` and ``gradients/<name>`` (histograms), ``weight_norm/<name>`` and
     ``gradient_norm/<name>`` (L2 norms), and ``global_norm/gradient_norm`` (the L2 norm
     of every gradient together, what ``clip_grad_norm_`` computes). A gradient that is
@@ -77,8 +79,8 @@ def watch(
         weights: Summarize the parameters.
         gradients: Summarize their gradients, and the global gradient norm.
         norms: Write the norms (beside the histograms).
-        include: Only parameters whose qualified name matches this regular expression
-            (``re.search``).
+        include: Only parameters whose qualified name, as tags show it, matches this
+            regular expression (``re.search``).
         exclude: Leave out parameters whose qualified name matches it.
         module_types: Only the parameters of modules of these types (their own, not
             their submodules').
@@ -135,6 +137,7 @@ def watch(
         )
     if not isinstance(prefix, str):
         raise TypeError(f"watch: prefix must be a str, got {prefix!r}")
+    module = _unwrapped(module)
     names: list[str] = []
     if weights or gradients:
         include_, exclude_ = _pattern("include", include), _pattern("exclude", exclude)
@@ -152,6 +155,34 @@ def watch(
     op = SummaryOp(tuple(leaves))
     register(op, collections, key=f"watch:{prefix}")  # (a key no tag can be)
     return op
+
+
+#: The attribute under which ``torch.compile``'s wrapper keeps the model it compiles.
+_COMPILED = "_orig_mod"
+_WRAPPERS = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+
+
+def _unwrapped(module: torch.nn.Module) -> torch.nn.Module:
+    """The model inside ``torch.compile``'s, ``DistributedDataParallel``'s and
+    ``DataParallel``'s wrappers, whose names are the model's own (``0.weight``, not
+    ``_orig_mod.0.weight`` or ``module.0.weight``): a run's tags are the same compiled or
+    not, on one process or several. Its parameters and modules are the wrapper's."""
+    while True:
+        if isinstance(module, _WRAPPERS):
+            module = module.module
+            continue
+        inner = getattr(module, _COMPILED, None)
+        if not isinstance(inner, torch.nn.Module):
+            return module
+        module = inner
+
+
+def _shown(name: str) -> str:
+    """A qualified name as tags and filters see it: without the segments of a submodule
+    compiled in place of the original (``encoder._orig_mod.0`` is ``encoder.0``)."""
+    if _COMPILED not in name:
+        return name
+    return ".".join(part for part in name.split(".") if part != _COMPILED)
 
 
 #: Modules whose outputs TensorFlow also summarized as a fraction of zeros.
@@ -181,7 +212,7 @@ def _activation_leaves(
 def _activation_modules(
     module: torch.nn.Module, activations: Any
 ) -> list[tuple[str, torch.nn.Module]]:
-    named = [(name, m) for name, m in module.named_modules() if name]
+    named = [(_shown(name), m) for name, m in module.named_modules() if name and _unwrapped(m) is m]
     if activations is True:
         return [(name, m) for name, m in named if not any(True for _ in m.children())]
     if isinstance(activations, str):
@@ -233,9 +264,10 @@ def _selected(
     for name, parameter in module.named_parameters():
         if module_types is not None and id(parameter) not in owned:
             continue
-        if include is not None and not include.search(name):
+        shown = _shown(name)
+        if include is not None and not include.search(shown):
             continue
-        if exclude is not None and exclude.search(name):
+        if exclude is not None and exclude.search(shown):
             continue
         names.append(name)
     return names
@@ -272,7 +304,9 @@ def _parameter_leaves(
     source = functools.partial(
         _parameter_values, operator.attrgetter(*names), picks, gradients, module
     )
-    specs = [(group, name, kind, value) for name in names for group, kind, value in per_parameter]
+    specs = [
+        (group, _shown(name), kind, value) for name in names for group, kind, value in per_parameter
+    ]
     if gradients:
         specs.append(("global_norm", "gradient_norm", "norm", 1))
     return [

@@ -19,6 +19,8 @@ MODE:
   activations  sh.watch(activations=ReLU) of a replicated model, each rank on its own
            batch; each rank saves its ReLU's outputs at the due steps
   local_activations  the same with reduce_activations=False
+  ddp      sh.watch of a DistributedDataParallel model, its weights, gradients and ReLU;
+           rank zero saves the model's gradients at the due steps
   subgroup (3 ranks) reduce= over a group of ranks 0 and 1 only
   bad_values (3 ranks) at the second due step rank 1's text and, at the next, rank 2's
            image are values no summary can hold, in a plan with reduce= values
@@ -251,6 +253,25 @@ def activations(output_dir: str, rank: int, reduce: bool = True) -> dict:
 
 def local_activations(output_dir: str, rank: int) -> dict:
     return activations(output_dir, rank, reduce=False)
+
+
+def ddp(output_dir: str, rank: int) -> dict:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 1))
+    wrapped = torch.nn.parallel.DistributedDataParallel(model)
+    sh.watch(wrapped, activations=torch.nn.ReLU, reduce_activations=False)
+    hook = sh.SummarySaverHook(save_steps=2, output_dir=output_dir, scaffold=sh.Scaffold())
+    gradients = {}
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        for i in range(3):
+            x = torch.randn(4, 5, generator=torch.Generator().manual_seed(10 * rank + i))
+            step = session.global_step + 1
+            model.zero_grad()
+            session.run(lambda x=x: wrapped(x).sum().backward())
+            gradients[step] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    if rank == 0:
+        torch.save(gradients, os.path.join(output_dir, "gradients.pt"))
+    return {"tags": list(sh.merge_all().tags)}
 
 
 def subgroup(output_dir: str, rank: int) -> dict:
