@@ -255,6 +255,21 @@ def test_a_weight_set_to_none_after_watch_names_its_tag():
         sh.evaluate(op)
 
 
+def test_a_layer_deleted_after_watch_is_named_and_watch_again_is_asked_for():
+    # The weights are found together: the error names the one that is gone, not the
+    # first tag, which would blame a parameter that is still there.
+    net = model()
+    op = sh.watch(net, collections=[])
+    backward(net)
+    del net[3]
+    with pytest.raises(
+        sh.SummaryEvaluationError,
+        match=r"no parameter '3\.weight' any more .*call sh\.watch again",
+    ):
+        sh.evaluate(op)
+    assert "weights/2.weight" in values(sh.watch(net, collections=[]))  # the model as it is
+
+
 class Blocks(torch.nn.Module):
     """Two blocks of Linear and ReLU, the first of them checkpointed when asked."""
 

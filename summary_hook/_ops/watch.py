@@ -302,7 +302,7 @@ def _parameter_leaves(
     picks = tuple(value for _, _, value in per_parameter)
     count = len(names) * len(picks) + (1 if gradients else 0)  # (the global norm)
     source = functools.partial(
-        _parameter_values, operator.attrgetter(*names), picks, gradients, module
+        _parameter_values, tuple(names), operator.attrgetter(*names), picks, gradients, module
     )
     specs = [
         (group, _shown(name), kind, value) for name in names for group, kind, value in per_parameter
@@ -322,15 +322,41 @@ def _parameter_leaves(
 
 
 def _parameter_values(
-    get: operator.attrgetter[Any], picks: tuple[int, ...], every: bool, module: torch.nn.Module
+    names: tuple[str, ...],
+    get: operator.attrgetter[Any],
+    picks: tuple[int, ...],
+    every: bool,
+    module: torch.nn.Module,
 ) -> list[Any]:
     """The values of :func:`_parameter_leaves`' leaves: for each weight that ``get``
-    finds at its qualified name, the weight (pick 0) or its gradient (pick 1) as
-    ``picks`` says; then, when ``every``, all the gradients, for the global norm."""
-    found = get(module)  # (one name: the weight itself, not a tuple)
+    finds at its qualified name (``names``), the weight (pick 0) or its gradient (pick 1)
+    as ``picks`` says; then, when ``every``, all the gradients, for the global norm.
+
+    Raises:
+        AttributeError: If a name finds nothing any more (a layer deleted or replaced
+            after ``watch``), naming the first such parameter.
+    """
+    try:
+        found = get(module)  # (one name: the weight itself, not a tuple)
+    except AttributeError as error:
+        gone = next((name for name in names if not _finds(module, name)), None)
+        if gone is None:  # (an AttributeError from inside a module's own __getattr__)
+            raise
+        raise AttributeError(
+            f"sh.watch: {type(module).__name__} has no parameter {_shown(gone)!r} any more "
+            f"({error}); call sh.watch again after changing the model's layers"
+        ) from error
     weights = found if isinstance(found, tuple) else (found,)
     pairs = [(w, getattr(w, "grad", None)) for w in weights]
     values = [pair[pick] for pair in pairs for pick in picks]
     if every:
         values.append([grad for _, grad in pairs])
     return values
+
+
+def _finds(module: torch.nn.Module, name: str) -> bool:
+    try:
+        operator.attrgetter(name)(module)
+    except AttributeError:
+        return False
+    return True
