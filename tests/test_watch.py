@@ -92,6 +92,26 @@ def test_gradients_that_are_none_are_left_out_with_one_warning():
     assert written["global_norm/gradient_norm"].simple_value > 0
 
 
+def test_a_sparse_gradient_is_summarized_by_the_rows_it_reached():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Embedding(10, 4, sparse=True), torch.nn.Linear(4, 1))
+    op = sh.watch(net, collections=[])
+    net(torch.tensor([1, 2, 2, 7])).pow(2).sum().backward()  # row 2 twice: uncoalesced
+    assert net[0].weight.grad.layout == torch.sparse_coo
+    written = values(op)
+    dense = net[0].weight.grad.to_dense().numpy()
+    reached = dense[[1, 2, 7]].reshape(-1)
+    histo = written["gradients/0.weight"].histo
+    assert nonempty(histo) == numpy_histogram(reached)
+    assert (histo.num, histo.min, histo.max) == (12, reached.min(), reached.max())
+    assert histo.sum == pytest.approx(reached.astype(np.float64).sum(), rel=1e-9)
+    norm = np.linalg.norm(dense.astype(np.float64))
+    assert written["gradient_norm/0.weight"].simple_value == pytest.approx(norm, rel=1e-6)
+    others = [p.grad.numpy().reshape(-1) for p in net[1].parameters()]
+    total = np.linalg.norm(np.concatenate([dense.reshape(-1), *others]).astype(np.float64))
+    assert written["global_norm/gradient_norm"].simple_value == pytest.approx(total, rel=1e-6)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [

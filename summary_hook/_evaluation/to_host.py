@@ -294,7 +294,9 @@ class _Step:
         any other value (a DTensor, the errors, the empty histogram)."""
         if not isinstance(value, torch.Tensor) or (self.dtensors and is_dtensor(value)):
             return False
-        if value.is_complex() or value.is_meta or not value.numel():
+        if value.layout != torch.strided or value.is_complex() or value.is_meta:
+            return False
+        if not value.numel():
             return False
         self.counted.setdefault(id(value), index)
         device = value.device
@@ -383,7 +385,9 @@ def _stack_one_device(values: list[Any]) -> torch.Tensor | None:
         stacked = torch.stack(values)
     except (TypeError, RuntimeError):
         return None
-    if stacked.numel() != len(values) or stacked.dtype.is_complex or stacked.is_meta:
+    if stacked.layout != torch.strided or stacked.numel() != len(values):
+        return None
+    if stacked.dtype.is_complex or stacked.is_meta:
         return None
     return stacked if stacked.dim() == 1 else stacked.reshape(-1)
 

@@ -137,6 +137,12 @@ def _utf8(text: str | bytes) -> bytes:
 
 
 def _check_real_tensor(kind: str, tag: str, value: torch.Tensor) -> None:
+    if value.layout != torch.strided:
+        raise TypeError(
+            f"{kind} {tag!r} got a {value.layout} tensor of shape {tuple(value.shape)}; "
+            "summaries take dense tensors: return its .to_dense() to count every element, "
+            "zeros included, or its stored values (.coalesce().values() for sparse COO)"
+        )
     if value.is_complex():
         raise TypeError(f"{kind} {tag!r} must be real, got a {value.dtype} tensor")
     if value.device.type == "meta":

@@ -347,11 +347,22 @@ def _parameter_values(
             f"({error}); call sh.watch again after changing the model's layers"
         ) from error
     weights = found if isinstance(found, tuple) else (found,)
-    pairs = [(w, getattr(w, "grad", None)) for w in weights]
+    pairs = [(w, _stored(getattr(w, "grad", None))) for w in weights]
     values = [pair[pick] for pair in pairs for pick in picks]
     if every:
         values.append([grad for _, grad in pairs])
     return values
+
+
+def _stored(grad: torch.Tensor | None) -> torch.Tensor | None:
+    """A gradient as its histogram and norm take it: a sparse COO one (``nn.Embedding``'s
+    with ``sparse=True``) as its stored values, the rows the step reached, summed where a
+    row repeats. TensorFlow summarized such an ``IndexedSlices`` gradient by its values,
+    as well; the implicit zeros of the other rows, most of a large table, are left out,
+    and the norm is the whole gradient's."""
+    if grad is not None and grad.layout == torch.sparse_coo:
+        return grad.coalesce().values()
+    return grad
 
 
 def _finds(module: torch.nn.Module, name: str) -> bool:
