@@ -138,11 +138,39 @@ def test_watched_activations_of_every_rank_are_counted_together_unless_told(tmp_
         assert_same_histogram(
             written_histogram(str(tmp_path), "activations/1", step), reference_histogram(together)
         )
-        means = [float((outputs[step] == 0).double().mean()) for outputs in counted]
-        assert fraction == pytest.approx(sum(means) / len(means), rel=1e-6)  # the ranks' mean
+        # Of every counted value, as the histogram: not the mean of the ranks' fractions.
+        assert fraction == pytest.approx(float((together == 0).double().mean()), rel=1e-6)
     for report in reports:  # the counts and fractions in the due step's collectives, or none
         for collectives in summary_collectives(report):
             assert (collectives != []) == (mode == "activations"), collectives
+
+
+def test_activations_of_a_module_that_ran_on_some_ranks_are_theirs_and_none_is_left_out(
+    tmp_path,
+):
+    reports = run_ranks(SCRIPT, str(tmp_path), "uneven_activations")
+    ranks = [torch.load(os.path.join(str(tmp_path), f"activations{r}.pt")) for r in (0, 1)]
+    written = scalars(str(tmp_path))
+    assert "zero_fraction/unused" not in written
+    assert "activations/unused" not in accumulator(str(tmp_path)).Tags()["histograms"]
+    for step in (1, 3):
+        expert = ranks[0][step]["expert"]  # rank zero's alone: it ran there only
+        assert_same_histogram(
+            written_histogram(str(tmp_path), "activations/expert", step),
+            reference_histogram(expert),
+        )
+        fraction = dict(written["zero_fraction/expert"])[step]
+        assert fraction == pytest.approx(float((expert == 0).double().mean()), rel=1e-6)
+        both = torch.cat([r[step]["relu"].reshape(-1) for r in ranks])
+        assert_same_histogram(
+            written_histogram(str(tmp_path), "activations/relu", step), reference_histogram(both)
+        )
+    for report in reports:  # every rank has rank zero's expert: only what ran nowhere is out
+        (warning,) = report["warned"]  # once
+        assert "2 summaries have no value" in warning, warning
+        assert "'activations/unused', 'zero_fraction/unused'" in warning, warning
+        for collectives in summary_collectives(report):  # the due step's usual three
+            assert collectives == ["allreduce_"] * 3, collectives
 
 
 def test_watch_of_a_ddp_model_has_the_models_own_tags(tmp_path):

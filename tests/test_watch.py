@@ -366,6 +366,65 @@ def test_activations_of_a_module_called_twice_count_both_calls(tmp_path):
     assert written["activations/1"].num == 2 * 3 * 4
 
 
+class Recurrent(torch.nn.Module):
+    """An LSTM, which returns its output with its states, under an encoder layer whose
+    attention's out_proj never runs: the attention uses its weights directly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.lstm = torch.nn.LSTM(4, 8, batch_first=True)
+        self.encoder = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.lstm(x)[0])
+
+
+def test_activations_of_every_module_skip_one_that_did_not_run_with_a_warning(tmp_path):
+    model = Recurrent()
+    op = sh.watch(model, weights=False, gradients=False, activations=True, collections=[])
+    x = torch.randn(2, 5, 4, generator=torch.Generator().manual_seed(1))
+    with pytest.warns(
+        UserWarning, match=r"^1 summaries have no value .*'activations/encoder.self_attn.out_proj'"
+    ):
+        written = save_one_step(model, op, str(tmp_path), x)
+    assert "activations/encoder.self_attn.out_proj" in op.tags  # chosen, but it never ran
+    with torch.no_grad():
+        output = model.lstm(x)[0].numpy().reshape(-1)  # the first tensor: not its states
+    histo = written["activations/lstm"]
+    assert nonempty(histo) == numpy_histogram(output)
+    assert (histo.num, histo.min, histo.max) == (output.size, output.min(), output.max())
+    assert written["activations/encoder.linear2"].num == 2 * 5 * 8
+
+
+def test_output_of_a_module_that_returns_a_tuple_is_its_first_tensor():
+    lstm = torch.nn.LSTM(3, 2)
+    tap = sh.output_of(lstm)
+    op = sh.histogram("lstm", tap, collections=[])
+    tap.arm()
+    x = torch.randn(4, 1, 3)
+    output, _ = lstm(x)
+    assert sh.evaluate(op).value[0].histo.num == output.numel() == 8
+    tap.release()
+
+
+def test_output_of_a_module_whose_output_holds_no_tensor_says_so():
+    class Sink(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> None:
+            return None
+
+    sink = Sink()
+    tap = sh.output_of(sink)
+    tap.arm()
+    sink(torch.ones(2))
+    with pytest.raises(
+        sh.SummaryEvaluationError,
+        match=r"the module's output holds no tensor \(it returned a NoneType\)",
+    ):
+        sh.evaluate(sh.histogram("sink", tap, collections=[]))
+    tap.release()
+
+
 def test_activations_keep_counts_not_outputs(tmp_path):
     # Every module's output dies with the step's graph: the taps hold 12 KB rows only.
     import gc

@@ -39,12 +39,13 @@ import torch
 import torch.distributed as dist
 
 from summary_hook._evaluation.errors import SummaryEvaluationError
-from summary_hook._ops.taps import Counted
+from summary_hook._ops.taps import Counted, ZeroCount
 
 if TYPE_CHECKING:
     from torch.distributed.tensor import DTensor
 from summary_hook._evaluation.histogram import BUCKET_LIMITS, device_histograms
 from summary_hook._evaluation.histogram_proto import EMPTY, histogram_value
+from summary_hook._evaluation.values import MISSING
 
 __all__ = [
     "Reductions",
@@ -185,12 +186,17 @@ def _float(sign: float = 1.0, divisor: float = 1.0, maxed: bool = False) -> Fini
     return lambda summed, maxes: float(summed[0]) / divisor
 
 
-def _finish_histogram(tag: str, summed: np.ndarray, maxed: np.ndarray) -> Any:
+def _finish_histogram(tag: str, optional: bool, summed: np.ndarray, maxed: np.ndarray) -> Any:
     num = int(summed[0])
     if num == 0:
-        return EMPTY
+        return MISSING if optional else EMPTY  # (an optional value no rank had: left out)
     stats = np.concatenate(((-maxed[1], maxed[0]), summed[1:]))
     return histogram_value(stats, num, tag)
+
+
+def _zero_fraction(summed: np.ndarray, maxed: np.ndarray) -> Any:
+    zeros, num = summed
+    return float(zeros / num) if num else MISSING
 
 
 class Reductions:
@@ -205,8 +211,9 @@ class Reductions:
     def __init__(self) -> None:
         self._batches: dict[Any, _Batch] = {}  # by process group
         self._reduced: list[tuple[_Batch, torch.Tensor]] = []
-        # Histograms to count: (index, tag, this rank's values or None, the device, group)
-        self._uncounted: list[tuple[int, str, torch.Tensor | None, torch.device, Any]] = []
+        # Histograms to count: (index, tag, this rank's values or None, the device, group,
+        # whether it is left out when no rank has values)
+        self._uncounted: list[tuple[int, str, torch.Tensor | None, torch.device, Any, bool]] = []
 
     def __bool__(self) -> bool:
         return bool(self._batches) or bool(self._uncounted)
@@ -290,7 +297,7 @@ class Reductions:
             sums = torch.cat((count, value.row[2:]))
             maxes = torch.stack((value.row[1], -value.row[0]))
             self._batch(group).add(
-                index, tag, sums, maxes, functools.partial(_finish_histogram, tag)
+                index, tag, sums, maxes, functools.partial(_finish_histogram, tag, False)
             )
             return True
         if is_dtensor(value):
@@ -304,7 +311,33 @@ class Reductions:
         else:
             return False
         counted = local if owner and local.numel() else None
-        self._uncounted.append((index, tag, counted, local.device, group))
+        self._uncounted.append((index, tag, counted, local.device, group, False))
+        return True
+
+    def add_zero_count(self, index: int, tag: str, value: ZeroCount, group: Any) -> bool:
+        """Add a fraction of zeros that combines across ranks: its zeros and its values,
+        each summed, so that the fraction written is of every rank's values together.
+        False as for :meth:`add_scalar`."""
+        if not _in_group(group):
+            return False
+        zeros = value.zeros.reshape(1).to(torch.float64)
+        num = torch.full((1,), float(value.num), dtype=torch.float64, device=zeros.device)
+        self._batch(group).add(index, tag, torch.cat((zeros, num)), None, _zero_fraction)
+        return True
+
+    def add_absent(self, index: int, tag: str, group: Any, fraction: bool = False) -> bool:
+        """Add nothing in the place of an optional value that this rank does not have (a
+        module that did not run here), an empty histogram or, with ``fraction``, a
+        fraction of no values, so that every rank's vectors keep one layout. The value
+        is left out where no rank had it. False as for :meth:`add_scalar`."""
+        if not _in_group(group):
+            return False
+        device = collective_device(group)
+        if fraction:
+            nothing = torch.zeros(2, dtype=torch.float64, device=device)
+            self._batch(group).add(index, tag, nothing, None, _zero_fraction)
+        else:
+            self._uncounted.append((index, tag, None, device, group, True))
         return True
 
     def count_histograms(self) -> None:
@@ -312,11 +345,11 @@ class Reductions:
         (``device_histograms``), and add each one's contribution to its group's vectors,
         in the order they were added."""
         by_device: dict[torch.device, list[torch.Tensor]] = {}
-        for _, _, local, _, _ in self._uncounted:
+        for _, _, local, _, _, _ in self._uncounted:
             if local is not None:
                 by_device.setdefault(local.device, []).append(local)
         rows = {device: iter(device_histograms(tensors)) for device, tensors in by_device.items()}
-        for index, tag, local, device, group in self._uncounted:
+        for index, tag, local, device, group, optional in self._uncounted:
             if local is not None:
                 result = next(rows[device])  # [min, max, sum, sum_squares, counts...]
                 # (A fill on the device: a tensor made from a host value would synchronise.)
@@ -325,7 +358,7 @@ class Reductions:
             else:
                 sums = torch.zeros(3 + len(BUCKET_LIMITS), dtype=torch.float64, device=device)
                 maxes = torch.full((2,), -math.inf, dtype=torch.float64, device=device)
-            finish = functools.partial(_finish_histogram, tag)
+            finish = functools.partial(_finish_histogram, tag, optional)
             self._batch(group).add(index, tag, sums, maxes, finish)
         self._uncounted = []
 

@@ -23,7 +23,8 @@ from summary_hook._evaluation.errors import SummaryEvaluationError
 from summary_hook._evaluation.histogram_proto import HistogramValue
 from summary_hook._evaluation.images import Pixels, image_tags
 from summary_hook._evaluation.plans import Plan, PlanCache, plan_for
-from summary_hook._evaluation.to_host import MISSING, LocalFailure, to_host
+from summary_hook._evaluation.to_host import LocalFailure, to_host
+from summary_hook._evaluation.values import MISSING
 from summary_hook._events.pending import DeferredSummary
 from summary_hook._ops.summary_ops import SummaryOp
 
@@ -136,7 +137,8 @@ def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None, resolve: b
 
 def _fill_present(summary: Summary, op: SummaryOp, numbers: list[Any]) -> None:
     """Fill ``summary`` with the values of ``op`` that are there, leaving out the optional
-    ones that are not (a frozen or unused parameter's gradient), with one warning per op
+    ones that are not (a frozen or unused parameter's gradient, the output of a module
+    that did not run), with one warning per op
     the first time each is missing."""
     missing = []
     for leaf, number in zip(op.leaves, numbers, strict=True):
@@ -151,7 +153,8 @@ def _fill_present(summary: Summary, op: SummaryOp, numbers: list[Any]) -> None:
         shown = ", ".join(repr(tag) for tag in new[:5]) + (", ..." if len(new) > 5 else "")
         warnings.warn(
             f"{len(new)} summaries have no value at this step and are left out until they "
-            f"do: {shown} (a parameter's .grad is None when it is frozen or unused)",
+            f"do: {shown} (a parameter's .grad is None when it is frozen or unused, and "
+            "a module's output when the module did not run)",
             UserWarning,
             stacklevel=4,
         )

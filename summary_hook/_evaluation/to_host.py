@@ -25,14 +25,16 @@ from summary_hook._evaluation.histogram import STATS, Counts, count_histograms
 from summary_hook._evaluation.histogram_proto import EMPTY, histogram_values
 from summary_hook._evaluation.images import Pixels, image_pixels
 from summary_hook._evaluation.plans import Plan
-from summary_hook._evaluation.values import histogram_input, norm_inputs, scalar_value, text_tensor
-from summary_hook._ops.taps import Counted
+from summary_hook._evaluation.values import (
+    MISSING,
+    histogram_input,
+    norm_inputs,
+    scalar_value,
+    text_tensor,
+)
+from summary_hook._ops.taps import Counted, ZeroCount
 
-__all__ = ["MISSING", "LocalFailure", "to_host"]
-
-#: What an optional value that is absent (a frozen parameter's gradient) gives: its
-#: op's summary leaves it out.
-MISSING = object()
+__all__ = ["LocalFailure", "to_host"]
 
 _HOST = torch.device("cpu")
 _HOST_FLOATS = (torch.float32, torch.float64)
@@ -244,7 +246,10 @@ class _Step:
             for index, slot in plan.numbered("histogram"):
                 leaf, value = plan.leaves[slot], raw[slot]
                 if value is None and leaf.optional:
-                    numbers[index] = MISSING
+                    if not (
+                        leaf.reduce and self.reductions.add_absent(index, leaf.tag, leaf.group)
+                    ):
+                        numbers[index] = MISSING
                 elif leaf.reduce is not None or not self.add_local_tensor(index, leaf.tag, value):
                     tensor = histogram_input(leaf.tag, value)
                     self.add_histogram(index, leaf.tag, tensor, leaf.reduce, leaf.group)
@@ -356,6 +361,17 @@ def _group_scalars(
     for index, (slot, value) in enumerate(zip(plan.slots["scalar"], scalars, strict=True)):
         leaf = plan.leaves[slot]
         try:
+            if value is None and leaf.optional:  # (sh.watch's zero fractions)
+                if not (
+                    leaf.reduce
+                    and reductions.add_absent(index, leaf.tag, leaf.group, fraction=True)
+                ):
+                    numbers[index] = MISSING
+                continue
+            if isinstance(value, ZeroCount):  # a fraction of zeros (sh.watch's activations)
+                if leaf.reduce and reductions.add_zero_count(index, leaf.tag, value, leaf.group):
+                    continue
+                value = value.zeros / value.num
             checked = scalar_value(leaf.tag, value)  # raises the precise error
             if (is_dtensor(checked) or leaf.reduce) and reductions.add_scalar(
                 index, leaf.tag, checked, leaf.reduce, leaf.group

@@ -17,7 +17,18 @@ from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
 
 from summary_hook._ops.taps import Counted
 
-__all__ = ["array_value", "histogram_input", "norm_inputs", "scalar_value", "text_tensor"]
+__all__ = [
+    "MISSING",
+    "array_value",
+    "histogram_input",
+    "norm_inputs",
+    "scalar_value",
+    "text_tensor",
+]
+
+#: What an optional value that is absent gives (a frozen parameter's gradient, the
+#: output of a module that did not run): its op's summary leaves it out.
+MISSING = object()
 
 _NONE_HINT = (
     "; a parameter's .grad is None until a backward pass reaches it (a frozen layer, "

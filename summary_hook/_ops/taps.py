@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ActivationTap", "BackwardScope", "Counted", "Tap", "output_of", "tap_of"]
+__all__ = ["ActivationTap", "BackwardScope", "Counted", "Tap", "ZeroCount", "output_of", "tap_of"]
 
 
 class Tap:
@@ -40,6 +40,7 @@ class Tap:
         self.armed = False
         self.closed = False  # the step's forward pass is over: a recomputation follows
         self.captured: list[torch.Tensor] = []
+        self.without_tensor: str | None = None  # the type of an output that held none
         self.permanent = permanent
         self._made_by = "sh.output_of"  # what made it, and takes permanent=, for the error
         if permanent:
@@ -61,6 +62,7 @@ class Tap:
         self.armed = False
         self.closed = False
         self.captured = []
+        self.without_tensor = None
         if not self.permanent and self._handle is not None:
             self._handle.remove()
             self._handle = None
@@ -73,17 +75,27 @@ class Tap:
     def __call__(self) -> torch.Tensor:
         captured = self.captured
         if not captured:
-            raise RuntimeError(
-                f"{self._made_by}'s tap on {type(self._module).__name__} captured nothing at "
-                "this step: the module did not run in it, or it runs compiled and ran "
-                f"before its first due step (pass permanent=True to {self._made_by})"
-            )
+            raise RuntimeError(self._nothing_captured())
         if len(captured) == 1:
             return captured[0]
         # Several calls (shared weights, recurrence): each counted once, along the batch.
         if all(t.shape[1:] == captured[0].shape[1:] and t.dim() for t in captured):
             return torch.cat(captured)
         return torch.cat([t.reshape(-1) for t in captured])
+
+    def _nothing_captured(self) -> str:
+        """Why the tap holds nothing at this step, for its error."""
+        name = type(self._module).__name__
+        if self.without_tensor is not None:
+            return (
+                f"{self._made_by}'s tap on {name} captured nothing at this step: the "
+                f"module's output holds no tensor (it returned a {self.without_tensor})"
+            )
+        return (
+            f"{self._made_by}'s tap on {name} captured nothing at this step: the module "
+            "did not run in it, or it runs compiled and ran before its first due step "
+            f"(pass permanent=True to {self._made_by})"
+        )
 
     def _install(self) -> None:
         self._handle = self._module.register_forward_hook(self._capture)
@@ -92,8 +104,11 @@ class Tap:
         if self.armed and not self.closed:
             if torch.compiler.is_compiling():
                 self.permanent = True  # see the module's docstring
-            if isinstance(output, torch.Tensor):
-                self.captured.append(output.detach())
+            tensor = _first_tensor(output)
+            if tensor is not None:
+                self.captured.append(tensor.detach())
+            else:
+                self.without_tensor = type(output).__name__
 
     def __repr__(self) -> str:
         return f"output_of({type(self._module).__name__})"
@@ -105,6 +120,15 @@ class Counted:
     ``[STATS + buckets]`` float64 row on the values' device, and how many values."""
 
     row: torch.Tensor
+    num: int
+
+
+@dataclass(frozen=True)
+class ZeroCount:
+    """How many of a tap's captured values are zero (a tensor on their device), of how
+    many: a fraction of zeros that ranks combine exactly, by adding both."""
+
+    zeros: torch.Tensor
     num: int
 
 
@@ -127,7 +151,7 @@ class BackwardScope:
         self._tables: tuple[torch.Tensor, torch.Tensor] | None = None
         self.armed = False
         self.permanent = permanent
-        self.taps: list[Tap] = []
+        self.taps: list[ActivationTap] = []
         if permanent:
             self._handle = root.register_forward_hook(self._on_output)
 
@@ -173,15 +197,26 @@ class BackwardScope:
         for tap in self.taps:
             tap.close()
 
+    def captured_any(self) -> bool:
+        """Whether some tap of the model captured an output at this step."""
+        return any(tap.has_captured() for tap in self.taps)
+
 
 def _grad_tensor(output: Any) -> torch.Tensor | None:
     """The first tensor in ``output`` that takes part in the backward pass, if any."""
+    return _first_tensor(output, needs_grad=True)
+
+
+def _first_tensor(output: Any, needs_grad: bool = False) -> torch.Tensor | None:
+    """The first tensor in a module's ``output``, itself or in the tuples, lists and dicts
+    it holds, depth first (a ``ModelOutput`` is a dict), if any: an LSTM's output before
+    its states, an attention's output before its weights. With ``needs_grad``, the first
+    that takes part in the backward pass."""
     if isinstance(output, torch.Tensor):
-        return output if output.requires_grad else None
-    items = output.values() if isinstance(output, dict) else output
+        return output if output.requires_grad or not needs_grad else None
     if isinstance(output, (tuple, list, dict)):
-        for item in items:
-            found = _grad_tensor(item)
+        for item in output.values() if isinstance(output, dict) else output:
+            found = _first_tensor(item, needs_grad)
             if found is not None:
                 return found
     return None
@@ -217,22 +252,42 @@ class ActivationTap(Tap):
         super().uninstall()
         self._scope.uninstall()
 
-    def __call__(self) -> Any:
+    def __call__(self) -> Any:  # (a Counted or None, not the tensor of Tap's)
+        """The histogram of the captured outputs; None when the module did not run in the
+        step (an attention's ``out_proj``, whose weights its parent uses directly; an
+        expert no token reached) while others of the model did, so that its summaries
+        are left out of the step.
+
+        Raises:
+            RuntimeError: If no tap of the model captured anything, saying why.
+        """
         if self._row is None:
-            super().__call__()  # raises, saying why
-        assert self._row is not None
+            self._check_some_captured()
+            return None
         return Counted(self._row, self._num)
 
-    def zero_fraction(self) -> torch.Tensor:
-        """The fraction of the captured values that are zero, TensorFlow's
-        ``zero_fraction``, on their device."""
+    def zero_fraction(self) -> ZeroCount | None:
+        """How many of the captured values are zero, for TensorFlow's ``zero_fraction``;
+        None as for the histogram."""
         if self._zeros is None:
+            self._check_some_captured()
+            return None
+        return ZeroCount(self._zeros, self._num)
+
+    def has_captured(self) -> bool:
+        """Whether an output was captured at this step."""
+        return self._row is not None
+
+    def _check_some_captured(self) -> None:
+        if not self._scope.captured_any():
             super().__call__()  # raises, saying why
-        assert self._zeros is not None
-        return self._zeros / self._num
 
     def _capture(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if not self.armed or self.closed or not isinstance(output, torch.Tensor):
+        if not self.armed or self.closed:
+            return
+        tensor = _first_tensor(output)
+        if tensor is None:
+            self.without_tensor = type(output).__name__
             return
         from summary_hook._evaluation.histogram import (
             combine_rows,
@@ -241,7 +296,7 @@ class ActivationTap(Tap):
         )
 
         with torch.no_grad():
-            values = output.detach()
+            values = tensor.detach()
             if values.numel() == 0:
                 return
             if torch.compiler.is_compiling():  # counted in the compiled graph itself
@@ -281,7 +336,9 @@ def output_of(module: torch.nn.Module, *, permanent: bool = False) -> Tap:
     a plain loop, ``watch(..., activations=)`` tells it apart (``BackwardScope``).
 
     Args:
-        module: The module whose output to capture (the tensor it returns).
+        module: The module whose output to capture: the tensor it returns, or the first
+            tensor in the tuple, list or dict it returns (an LSTM's output, not its
+            states).
         permanent: Keep the forward hook installed on every step (it then costs a call
             per forward on non-due steps, in eager mode).
 

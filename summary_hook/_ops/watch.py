@@ -71,8 +71,13 @@ def watch(
     checkpointing) is not counted again: the taps close when the backward pass reaches
     ``module``'s output (or, under Lightning, at ``on_before_backward``). Under
     ``torch.distributed`` every rank's activations are counted together
-    (``reduce="sum"``), and the zero fractions averaged over ranks, unless
-    ``reduce_activations=False``.
+    (``reduce="sum"``), and the zero fractions are of every rank's values together,
+    unless ``reduce_activations=False``. A module that returns a tuple, a list or a
+    dict (an LSTM, an attention, a transformer block) is summarized by the first tensor
+    in it. A chosen module that did not run in a due step while others of the model did
+    (an attention's ``out_proj``, whose weights the attention uses directly; an expert
+    no token reached) is left out of that step, with one warning naming it; under
+    ``torch.distributed`` it has the values of the ranks where it ran.
 
     Args:
         module: The model.
@@ -88,8 +93,8 @@ def watch(
             qualified names (``named_modules()``), a module class or a tuple of them, or
             True for every module without children. None (the default): none.
         reduce_activations: Under ``torch.distributed``, count every rank's activations
-            together (their counts summed, the zero fractions averaged over the ranks,
-            in the due step's collectives); False: each rank's own, so that rank zero
+            together (their counts summed, and their zeros, in the due step's
+            collectives); False: each rank's own, so that rank zero
             writes its own, with no collective.
         permanent: Keep the activations' forward hooks installed on every step, for a
             model compiled and run with gradients before its first due step (a warm-up
@@ -202,10 +207,11 @@ def _activation_leaves(
     for name, child in chosen:
         tap = ActivationTap(child, scope)
         tag = clean_tag(f"{prefix}activations/{name}")
-        leaves.append(Leaf(tag, "histogram", tap, False, "sum" if reduce else None))
+        how = "sum" if reduce else None  # (a zero fraction: its zeros and values summed)
+        leaves.append(Leaf(tag, "histogram", tap, False, how, optional=True))
         if isinstance(child, ZERO_FRACTION_MODULES):
             tag = clean_tag(f"{prefix}zero_fraction/{name}")
-            leaves.append(Leaf(tag, "scalar", tap.zero_fraction, False, "mean" if reduce else None))
+            leaves.append(Leaf(tag, "scalar", tap.zero_fraction, False, how, optional=True))
     return leaves
 
 

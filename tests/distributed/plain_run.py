@@ -19,6 +19,8 @@ MODE:
   activations  sh.watch(activations=ReLU) of a replicated model, each rank on its own
            batch; each rank saves its ReLU's outputs at the due steps
   local_activations  the same with reduce_activations=False
+  uneven_activations  sh.watch(activations=ReLU) of a model with a ReLU that runs on rank
+           zero only and one that runs on no rank
   ddp      sh.watch of a DistributedDataParallel model, its weights, gradients and ReLU;
            rank zero saves the model's gradients at the due steps
   subgroup (3 ranks) reduce= over a group of ranks 0 and 1 only
@@ -35,6 +37,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from datetime import timedelta
 
 import torch
@@ -253,6 +256,44 @@ def activations(output_dir: str, rank: int, reduce: bool = True) -> dict:
 
 def local_activations(output_dir: str, rank: int) -> dict:
     return activations(output_dir, rank, reduce=False)
+
+
+class Branchy(torch.nn.Module):
+    """A ReLU that runs on rank zero only (an expert some ranks' tokens never reach),
+    and one that runs on no rank."""
+
+    def __init__(self, rank: int) -> None:
+        super().__init__()
+        self.rank = rank
+        self.fc = torch.nn.Linear(5, 7)
+        self.relu = torch.nn.ReLU()
+        self.expert = torch.nn.ReLU()
+        self.unused = torch.nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.fc(x))
+        return self.expert(h - 0.1) if self.rank == 0 else h
+
+
+def uneven_activations(output_dir: str, rank: int) -> dict:
+    torch.manual_seed(0)
+    model = Branchy(rank)
+    sh.watch(model, weights=False, gradients=False, activations=torch.nn.ReLU)
+    hook = sh.SummarySaverHook(save_steps=2, output_dir=output_dir, scaffold=sh.Scaffold())
+    outputs, warned = {}, []
+    counter = CountCollectives()
+    with sh.MonitoredSession(hooks=[hook]) as session, warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for i in range(3):
+            x = torch.randn(4 + rank, 5, generator=torch.Generator().manual_seed(10 * rank + i))
+            step = session.global_step + 1
+            with counter.step(due=step % 2 == 1):
+                session.run(lambda x=x: model(x).sum().backward())
+            h = torch.relu(model.fc(x)).detach()
+            outputs[step] = {"relu": h, "expert": torch.relu(h - 0.1) if rank == 0 else None}
+        warned = [str(w.message) for w in seen if "no value" in str(w.message)]
+    torch.save(outputs, os.path.join(output_dir, f"activations{rank}.pt"))
+    return {**counter.report(), "warned": warned}
 
 
 def ddp(output_dir: str, rank: int) -> dict:
