@@ -534,6 +534,57 @@ def test_activations_of_a_compiled_model_are_counted_in_its_graph(
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_a_compiled_model_the_compiler_gives_up_on_has_eagers_activations(tmp_path):
+    # Dynamo does not trace an LSTM: the model runs eagerly, the taps' hooks in frames of
+    # their own. Their histograms equal eager's, and the counting of a hook that runs
+    # eagerly there is not compiled too (its gathers and dots were, in graphs of their own).
+    graphs = []
+
+    def counting(gm, example_inputs):
+        graphs.append(gm)
+        return gm
+
+    def written(compiled: bool, logdir: str) -> dict:
+        torch.compiler.reset()
+        model = Recurrent()
+        forward = torch.compile(model, backend=counting) if compiled else model
+        op = sh.watch(model, weights=False, gradients=False, activations=True, collections=[])
+        hook = sh.SummarySaverHook(save_steps=2, output_dir=logdir, summary_op=op)
+        with sh.MonitoredSession(hooks=[hook]) as sess, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (out_proj never runs: said once, tested above)
+            for i in range(4):
+                x = torch.randn(2, 5, 4, generator=torch.Generator().manual_seed(i))
+                sess.run(lambda x=x: forward(x).pow(2).sum().backward())
+        sh.SummaryWriterCache.get(logdir).flush()
+        from tests.conftest import accumulator
+
+        acc = accumulator(logdir)
+        return {
+            tag: [(e.step, e.histogram_value) for e in acc.Histograms(tag)]
+            for tag in acc.Tags()["histograms"]
+        }
+
+    eager = written(False, str(tmp_path / "eager"))
+    assert len(eager) == 8 and [step for step, _ in eager["activations/lstm"]] == [1, 3]
+    compiled = written(True, str(tmp_path / "compiled"))
+    assert compiled.keys() == eager.keys()
+    for tag, events in eager.items():
+        for (step, histo), (compiled_step, compiled_histo) in zip(
+            events, compiled[tag], strict=True
+        ):
+            assert step == compiled_step and nonempty(histo) == nonempty(compiled_histo), tag
+            assert histo.num == compiled_histo.num, tag
+    targets = {
+        getattr(node.target, "__name__", "")
+        for gm in graphs
+        for node in gm.graph.nodes
+        if node.op == "call_function"
+    }
+    assert not targets & {"index_select", "dot", "bincount"}, targets
+
+
 def test_a_model_compiled_and_run_before_its_first_due_step_needs_permanent_taps(tmp_path):
     # A warm-up call, or Lightning's sanity check: the graph traced then has no taps, and
     # a compiled graph keeps only the hooks it was traced with.

@@ -20,6 +20,7 @@ Thread contract: a tap belongs to the training thread of the session that arms i
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -289,11 +290,7 @@ class ActivationTap(Tap):
         if tensor is None:
             self.without_tensor = type(output).__name__
             return
-        from summary_hook._evaluation.histogram import (
-            combine_rows,
-            device_histogram,
-            traced_histogram,
-        )
+        from summary_hook._evaluation.histogram import combine_rows, traced_histogram
 
         with torch.no_grad():
             values = tensor.detach()
@@ -303,11 +300,26 @@ class ActivationTap(Tap):
                 self.permanent = True
                 row = traced_histogram(values, self._scope.tables_on(values.device))
             else:
-                row = device_histogram(values)
+                row = _counted_eagerly(values)
             zeros = (values == 0).sum()
         self._row = row if self._row is None else combine_rows(self._row, row)
         self._zeros = zeros if self._zeros is None else self._zeros + zeros
         self._num += values.numel()
+
+
+def _counted(values: torch.Tensor) -> torch.Tensor:
+    from summary_hook._evaluation.histogram import device_histogram
+
+    return device_histogram(values)
+
+
+#: ``device_histogram``, never compiled: a tap's hook runs eagerly inside a compiled
+#: model where the compiler gave up on the module (an LSTM), and the compiler would
+#: otherwise compile the counting's own functions, which break its graphs (a numpy
+#: table, a ``bincount``).
+_counted_eagerly: Callable[[torch.Tensor], torch.Tensor] = torch.compiler.disable(  # type: ignore[no-untyped-call]
+    _counted
+)
 
 
 def tap_of(fn: object) -> Tap | None:
