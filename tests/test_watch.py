@@ -533,9 +533,6 @@ def test_activations_of_a_compiled_model_are_counted_in_its_graph(
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
-@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
-@pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_a_compiled_model_the_compiler_gives_up_on_has_eagers_activations(tmp_path):
     # Dynamo does not trace an LSTM: the model runs eagerly, the taps' hooks in frames of
     # their own. Their histograms equal eager's, and the counting of a hook that runs
@@ -585,6 +582,9 @@ def test_a_compiled_model_the_compiler_gives_up_on_has_eagers_activations(tmp_pa
     assert not targets & {"index_select", "dot", "bincount"}, targets
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
 def test_a_model_compiled_and_run_before_its_first_due_step_needs_permanent_taps(tmp_path):
     # A warm-up call, or Lightning's sanity check: the graph traced then has no taps, and
     # a compiled graph keeps only the hooks it was traced with.
