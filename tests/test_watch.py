@@ -397,6 +397,34 @@ def test_activations_of_every_module_skip_one_that_did_not_run_with_a_warning(tm
     assert written["activations/encoder.linear2"].num == 2 * 5 * 8
 
 
+class Spectral(torch.nn.Module):
+    """A layer whose output is complex, as a Fourier layer's is before it goes back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+        self.fft = torch.nn.Module()
+        self.fft.forward = lambda x: torch.fft.rfft(x)  # type: ignore[method-assign]
+        self.out = torch.nn.Linear(5, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.fft(self.fc(x)).abs())
+
+
+def test_a_module_whose_output_a_histogram_cannot_count_is_left_out(tmp_path):
+    model = Spectral()
+    op = sh.watch(model, weights=False, gradients=False, activations=True, collections=[])
+    with pytest.warns(UserWarning, match=r"^1 summaries have no value .*'activations/fft'"):
+        written = save_one_step(model, op, str(tmp_path / "all"), torch.randn(2, 8))
+    assert written["activations/fc"].num == 16 and "activations/fft" not in written
+    alone = sh.watch(model, weights=False, gradients=False, activations="fft", collections=[])
+    with pytest.raises(
+        sh.SummaryEvaluationError,
+        match=r"returned a torch.complex64 tensor, which a histogram cannot count",
+    ):
+        save_one_step(model, alone, str(tmp_path / "alone"), torch.randn(2, 8))
+
+
 def test_output_of_a_module_that_returns_a_tuple_is_its_first_tensor():
     lstm = torch.nn.LSTM(3, 2)
     tap = sh.output_of(lstm)
@@ -419,7 +447,7 @@ def test_output_of_a_module_whose_output_holds_no_tensor_says_so():
     sink(torch.ones(2))
     with pytest.raises(
         sh.SummaryEvaluationError,
-        match=r"the module's output holds no tensor \(it returned a NoneType\)",
+        match=r"captured nothing at this step: the module returned a NoneType, which holds no tensor",
     ):
         sh.evaluate(sh.histogram("sink", tap, collections=[]))
     tap.release()

@@ -154,7 +154,7 @@ def _fill_present(summary: Summary, op: SummaryOp, numbers: list[Any]) -> None:
         warnings.warn(
             f"{len(new)} summaries have no value at this step and are left out until they "
             f"do: {shown} (a parameter's .grad is None when it is frozen or unused, and "
-            "a module's output when the module did not run)",
+            "a module's output when the module did not run or gave nothing to count)",
             UserWarning,
             stacklevel=4,
         )

@@ -41,7 +41,8 @@ class Tap:
         self.armed = False
         self.closed = False  # the step's forward pass is over: a recomputation follows
         self.captured: list[torch.Tensor] = []
-        self.without_tensor: str | None = None  # the type of an output that held none
+        # What the module returned when it held nothing to capture, for the error.
+        self.uncounted: str | None = None
         self.permanent = permanent
         self._made_by = "sh.output_of"  # what made it, and takes permanent=, for the error
         if permanent:
@@ -63,7 +64,7 @@ class Tap:
         self.armed = False
         self.closed = False
         self.captured = []
-        self.without_tensor = None
+        self.uncounted = None
         if not self.permanent and self._handle is not None:
             self._handle.remove()
             self._handle = None
@@ -87,10 +88,10 @@ class Tap:
     def _nothing_captured(self) -> str:
         """Why the tap holds nothing at this step, for its error."""
         name = type(self._module).__name__
-        if self.without_tensor is not None:
+        if self.uncounted is not None:
             return (
                 f"{self._made_by}'s tap on {name} captured nothing at this step: the "
-                f"module's output holds no tensor (it returned a {self.without_tensor})"
+                f"module returned {self.uncounted}"
             )
         return (
             f"{self._made_by}'s tap on {name} captured nothing at this step: the module "
@@ -109,7 +110,7 @@ class Tap:
             if tensor is not None:
                 self.captured.append(tensor.detach())
             else:
-                self.without_tensor = type(output).__name__
+                self.uncounted = f"a {type(output).__name__}, which holds no tensor"
 
     def __repr__(self) -> str:
         return f"output_of({type(self._module).__name__})"
@@ -288,8 +289,12 @@ class ActivationTap(Tap):
             return
         tensor = _first_tensor(output)
         if tensor is None:
-            self.without_tensor = type(output).__name__
+            self.uncounted = f"a {type(output).__name__}, which holds no tensor"
             return
+        uncountable = _uncountable(tensor)  # (a spectral layer's FFT, say)
+        if uncountable is not None:
+            self.uncounted = f"{uncountable}, which a histogram cannot count"
+            return  # (left out of the step, as a module that did not run)
         from summary_hook._evaluation.histogram import combine_rows, traced_histogram
 
         with torch.no_grad():
@@ -305,6 +310,18 @@ class ActivationTap(Tap):
         self._row = row if self._row is None else combine_rows(self._row, row)
         self._zeros = zeros if self._zeros is None else self._zeros + zeros
         self._num += values.numel()
+
+
+def _uncountable(tensor: torch.Tensor) -> str | None:
+    """What ``tensor`` is when a histogram cannot count it (as ``_evaluation.values``
+    checks an op's values), else None."""
+    if tensor.is_complex():
+        return f"a {tensor.dtype} tensor"
+    if tensor.layout != torch.strided:
+        return f"a {tensor.layout} tensor"
+    if tensor.is_meta:
+        return "a tensor on the meta device"
+    return None
 
 
 def _counted(values: torch.Tensor) -> torch.Tensor:

@@ -76,7 +76,8 @@ def watch(
     dict (an LSTM, an attention, a transformer block) is summarized by the first tensor
     in it. A chosen module that did not run in a due step while others of the model did
     (an attention's ``out_proj``, whose weights the attention uses directly; an expert
-    no token reached) is left out of that step, with one warning naming it; under
+    no token reached) is left out of that step, with one warning naming it, as is one
+    whose output a histogram cannot count (a complex tensor, from an FFT); under
     ``torch.distributed`` it has the values of the ranks where it ran.
 
     Args:
