@@ -92,6 +92,62 @@ def test_gradients_that_are_none_are_left_out_with_one_warning():
     assert written["global_norm/gradient_norm"].simple_value > 0
 
 
+def test_a_gradient_scalers_skipped_step_leaves_the_gradients_out_and_training_goes_on(tmp_path):
+    # float16 autocast, a scale so large that the first steps overflow: the scaler skips
+    # them, their gradients are inf or NaN. Their histograms are left out (one warning),
+    # their norms written as they are; the weights, and the later steps, as usual.
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40, growth_interval=1000)
+    op = sh.watch(model, collections=[])
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path), summary_op=op)
+    finite = []
+
+    def step(x: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        with torch.autocast("cpu", dtype=torch.float16):
+            loss = model(x).pow(2).mean()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        finite.append(bool(model.weight.grad.isfinite().all()))
+
+    with sh.MonitoredSession(hooks=[hook]) as session, warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for i in range(40):
+            session.run(step, torch.randn(8, 4, generator=torch.Generator().manual_seed(i)))
+    assert not finite[0] and finite[-1]  # overflowed at first, then the scale came down
+    said = [str(w.message) for w in seen if "no value" in str(w.message)]
+    assert len(said) == 1 and "'gradients/weight', 'gradients/bias'" in said[0], said
+    sh.SummaryWriterCache.get(str(tmp_path)).flush()
+    from tests.conftest import accumulator
+
+    acc = accumulator(str(tmp_path))
+    steps = [e.step for e in acc.Histograms("gradients/weight")]
+    assert steps == [i + 1 for i, ok in enumerate(finite) if ok]
+    assert [e.step for e in acc.Histograms("weights/weight")] == list(range(1, 41))
+    norms = {e.step: e.value for e in acc.Scalars("gradient_norm/weight")}
+    assert len(norms) == 40 and not np.isfinite(norms[1])  # the overflow, shown
+    assert all(np.isfinite(norms[s]) for s in steps)
+
+
+def test_a_histogram_of_nan_among_finite_ones_is_left_out_alone():
+    torch.manual_seed(0)
+    net = torch.nn.ParameterList(torch.nn.Parameter(torch.randn(5)) for _ in range(4))
+    with torch.no_grad():
+        net[2][1] = float("nan")  # a batch of four tensors, one of them NaN
+    op = sh.watch(net, gradients=False, collections=[])
+    with pytest.warns(UserWarning, match=r"^1 summaries have no value .*'weights/2'"):
+        written = values(op)
+    for index in (0, 1, 3):
+        array = net[index].detach().numpy()
+        assert nonempty(written[f"weights/{index}"].histo) == numpy_histogram(array)
+    assert "weights/2" not in written and np.isnan(written["weight_norm/2"].simple_value)
+    with pytest.raises(ValueError, match=r"histogram 'mine' holds NaN or infinite values"):
+        sh.evaluate(sh.histogram("mine", lambda: net[2], collections=[]))  # as TensorFlow
+
+
 def test_a_sparse_gradient_is_summarized_by_the_rows_it_reached():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Embedding(10, 4, sparse=True), torch.nn.Linear(4, 1))

@@ -153,8 +153,9 @@ def _fill_present(summary: Summary, op: SummaryOp, numbers: list[Any]) -> None:
         shown = ", ".join(repr(tag) for tag in new[:5]) + (", ..." if len(new) > 5 else "")
         warnings.warn(
             f"{len(new)} summaries have no value at this step and are left out until they "
-            f"do: {shown} (a parameter's .grad is None when it is frozen or unused, and "
-            "a module's output when the module did not run or gave nothing to count)",
+            f"do: {shown} (a frozen or unused parameter has no .grad, a module may not "
+            "run or give nothing to count, and sh.watch leaves out a histogram of NaN or "
+            "infinities, as a GradScaler's skipped step has; their norms are written)",
             UserWarning,
             stacklevel=4,
         )

@@ -13,7 +13,7 @@ from tensorboard.compat.proto.summary_pb2 import HistogramProto
 
 from summary_hook._evaluation.histogram import BUCKET_LIMITS, STATS
 
-__all__ = ["EMPTY", "HistogramValue", "histogram_value", "histogram_values"]
+__all__ = ["EMPTY", "HistogramValue", "NonFinite", "histogram_value", "histogram_values"]
 
 DBL_MAX = sys.float_info.max
 _N = len(BUCKET_LIMITS)
@@ -34,6 +34,19 @@ class HistogramValue:
         return HistogramProto.FromString(self.data)
 
 
+@dataclasses.dataclass(slots=True)
+class NonFinite(HistogramValue):
+    """What a histogram of NaN or infinite values gives in place of its bytes: the error
+    TensorFlow raises for it, and its sum of squares (NaN or inf), so that a norm of
+    the same values is still written, as TensorFlow's ``global_norm`` would give it.
+    Evaluation raises the error, or leaves the histogram out (``Leaf.skips_non_finite``)."""
+
+    error: str = ""
+
+    def proto(self) -> HistogramProto:
+        raise ValueError(self.error)
+
+
 #: The histogram of no values: TensorFlow's statistics would be ``DBL_MAX`` and
 #: ``-DBL_MAX``; here all are 0, with one empty bucket.
 EMPTY = HistogramValue(
@@ -50,10 +63,10 @@ def histogram_value(host: np.ndarray, num: int, tag: str = "") -> HistogramValue
         num: The number of elements.
         tag: The summary's tag, for the error.
 
-    Raises:
-        ValueError: If the values held NaN or an infinity, as TensorFlow's histogram
-            summary raises ``InvalidArgument`` ("Nan in summary histogram for: tag"):
-            its buckets could not count them, and its statistics would be NaN.
+    A histogram of values that held NaN or an infinity is a :class:`NonFinite`, with
+    the error TensorFlow's histogram summary raises (``InvalidArgument``, "Nan in
+    summary histogram for: tag"): its buckets could not count them, and its statistics
+    would be NaN.
     """
     if num == 0:
         return EMPTY
@@ -75,6 +88,9 @@ def histogram_values(
     """The :class:`HistogramValue` of each row of host statistics (``[k, STATS]``) and
     bucket counts (``[k, _N]`` or more columns, the others ignored; any real dtype).
 
+    A row of NaN or infinities is a :class:`NonFinite` (see :func:`histogram_value`);
+    the others are counted as if it were not there.
+
     Runs of empty buckets are collapsed into one, keeping the last limit of the run, as
     ``Histogram::EncodeToProto`` does, for every row at once. Each proto is laid out as
     protobuf lays it out (the statistics, then the limits and counts as packed doubles,
@@ -82,18 +98,10 @@ def histogram_values(
     its lists from Python, and 3x faster than parsing it here and copying it there. The
     pieces of every row are made together, and each row's bytes are joined from views
     of them.
-
-    Raises:
-        ValueError: As :func:`histogram_value`, naming the first such tag.
     """
-    extremes = stats[:, :2]
-    if not np.isfinite(extremes).all():
-        bad = int(np.flatnonzero(~np.isfinite(extremes).all(axis=1))[0])
-        tag = tags[bad]
-        raise ValueError(
-            f"histogram {tag!r} holds NaN or infinite values (min {stats[bad, 0]}, max "
-            f"{stats[bad, 1]}); TensorFlow raises too: 'Nan in summary histogram for: {tag}'"
-        )
+    finite = np.isfinite(stats[:, :2]).all(axis=1)
+    if not finite.all():
+        return _with_non_finite(stats, counts, nums, tags, finite)
     rows, width = counts.shape
     counts = np.ascontiguousarray(counts)
     filled = counts > 0
@@ -134,6 +142,29 @@ def histogram_values(
         values.append(HistogramValue(data, squares))
         start = end
     return values
+
+
+def _with_non_finite(
+    stats: np.ndarray, counts: np.ndarray, nums: list[int], tags: list[str], finite: np.ndarray
+) -> list[HistogramValue]:
+    """:func:`histogram_values` of rows some of which are not ``finite``."""
+    good = np.flatnonzero(finite)
+    values: list[HistogramValue] = [_non_finite(stats[row], tags[row]) for row in range(len(tags))]
+    if len(good):
+        made = histogram_values(
+            stats[good], counts[good], [nums[i] for i in good], [tags[i] for i in good]
+        )
+        for row, value in zip(good.tolist(), made, strict=True):
+            values[row] = value
+    return values
+
+
+def _non_finite(stats: np.ndarray, tag: str) -> NonFinite:
+    error = (
+        f"histogram {tag!r} holds NaN or infinite values (min {stats[0]}, max {stats[1]}); "
+        f"TensorFlow raises too: 'Nan in summary histogram for: {tag}'"
+    )
+    return NonFinite(b"", float(stats[3]), error)
 
 
 def _varint(value: int) -> bytes:

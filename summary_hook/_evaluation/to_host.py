@@ -22,7 +22,7 @@ from summary_hook._evaluation import distributed as _distributed
 from summary_hook._evaluation.audio import Sound, audio_samples
 from summary_hook._evaluation.distributed import Reductions, is_dtensor
 from summary_hook._evaluation.histogram import STATS, Counts, count_histograms
-from summary_hook._evaluation.histogram_proto import EMPTY, histogram_values
+from summary_hook._evaluation.histogram_proto import EMPTY, NonFinite, histogram_values
 from summary_hook._evaluation.images import Pixels, image_pixels
 from summary_hook._evaluation.plans import Plan
 from summary_hook._evaluation.values import (
@@ -76,9 +76,10 @@ class _DeviceBatch:
         parts.extend(pixels for _, pixels in self.images)
         self.host = _copy_parts_to_host(parts, made_here)
 
-    def store_in(self, numbers: list[Any]) -> None:
+    def store_in(self, numbers: list[Any]) -> bool:
         """Store each value, made from its host copy, in ``numbers``: floats,
-        histograms, reduced values, clips' samples and images' pixels."""
+        histograms, reduced values, clips' samples and images' pixels. True when some
+        value may be a :class:`NonFinite` (a histogram of NaN or infinities)."""
         host = iter(self.host)
         if self.scalars is not None:
             values = next(host).tolist()
@@ -87,8 +88,10 @@ class _DeviceBatch:
             else:
                 for index, number in zip(self.scalar_numbers, values, strict=True):
                     numbers[index] = number
+        non_finite = bool(self.reduced)  # (rare: scanned whatever they hold)
         for counts in self.counted:
             stats, bucket_counts = next(host), next(host)
+            non_finite = non_finite or not np.isfinite(stats[:, :2]).all()
             histograms = [self.histograms[member] for member in counts.members]
             tags = [tag for _, tag, _ in histograms]
             values = histogram_values(stats, bucket_counts, counts.nums, tags)
@@ -101,6 +104,7 @@ class _DeviceBatch:
         for index, _ in self.images:
             numbers[index] = Pixels(list(next(host)))
         self.host = []
+        return non_finite
 
 
 def _copy_parts_to_host(parts: list[torch.Tensor], made_here: range) -> list[np.ndarray]:
@@ -335,12 +339,25 @@ class _Step:
     def host_values(self) -> list[Any]:
         """The values made from their host copies, and the norms from the histograms."""
         numbers = self.numbers
-        for batch in self.batches.values():
-            batch.store_in(numbers)
+        non_finite = [batch.store_in(numbers) for batch in self.batches.values()]
         for index, counted in self.norms:  # a norm: its histograms' sum of squares, made whole
             numbers[index] = math.sqrt(sum(numbers[i].sum_squares for i in counted))
         del numbers[len(self.raw) :]  # the histograms counted for norms alone
+        if any(non_finite):
+            self.leave_out_non_finite()
         return numbers
+
+    def leave_out_non_finite(self) -> None:
+        """Raise TensorFlow's error for the first histogram of NaN or infinities, unless
+        its leaf leaves such histograms out (``sh.watch``'s); their norms, NaN or inf, are
+        written."""
+        plan, numbers = self.plan, self.numbers
+        for index, slot in plan.numbered("histogram"):
+            number = numbers[index]
+            if type(number) is NonFinite:
+                if not plan.leaves[slot].skips_non_finite:
+                    raise ValueError(number.error)
+                numbers[index] = MISSING
 
 
 def _group_scalars(

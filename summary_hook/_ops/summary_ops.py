@@ -114,6 +114,9 @@ class Leaf:
     dataformats: str = ""  # images only
     sample_rate: float = 0.0  # audio only
     optional: bool = False  # None is no value, left out of the summary (a missing .grad)
+    # A histogram of NaN or infinities is left out too, not an error (sh.watch's: a
+    # GradScaler's skipped step must not stop training).
+    skips_non_finite: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,7 +170,7 @@ class SummaryOp:
     @functools.cached_property
     def has_optional_values(self) -> bool:
         """Whether some value may be absent at a due step (see ``Leaf.optional``)."""
-        return any(leaf.optional for leaf in self.leaves)
+        return any(leaf.optional or leaf.skips_non_finite for leaf in self.leaves)
 
     @property
     def tags(self) -> tuple[str, ...]:

@@ -209,7 +209,7 @@ def _activation_leaves(
         tap = ActivationTap(child, scope)
         tag = clean_tag(f"{prefix}activations/{name}")
         how = "sum" if reduce else None  # (a zero fraction: its zeros and values summed)
-        leaves.append(Leaf(tag, "histogram", tap, False, how, optional=True))
+        leaves.append(Leaf(tag, "histogram", tap, False, how, optional=True, skips_non_finite=True))
         if isinstance(child, ZERO_FRACTION_MODULES):
             tag = clean_tag(f"{prefix}zero_fraction/{name}")
             leaves.append(Leaf(tag, "scalar", tap.zero_fraction, False, how, optional=True))
@@ -323,6 +323,7 @@ def _parameter_leaves(
             Part(source, index, count),
             False,
             optional=value == 1,
+            skips_non_finite=kind == "histogram",
         )
         for index, (group, name, kind, value) in enumerate(specs)
     ]
