@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -92,17 +93,17 @@ def test_gradients_that_are_none_are_left_out_with_one_warning():
     assert written["global_norm/gradient_norm"].simple_value > 0
 
 
-def test_a_gradient_scalers_skipped_step_leaves_the_gradients_out_and_training_goes_on(tmp_path):
-    # float16 autocast, a scale so large that the first steps overflow: the scaler skips
-    # them, their gradients are inf or NaN. Their histograms are left out (one warning),
-    # their norms written as they are; the weights, and the later steps, as usual.
+def scaled_training(logdir: str, init_scale: float, steps: int) -> list[torch.Tensor]:
+    """Train a Linear with float16 autocast and a GradScaler, ``sh.watch`` saving every
+    step into ``logdir``: the weight's gradient the optimizer used (or skipped) at each
+    step, after ``scaler.step`` unscaled it."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40, growth_interval=1000)
+    scaler = torch.amp.GradScaler("cpu", init_scale=init_scale, growth_interval=1000)
     op = sh.watch(model, collections=[])
-    hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path), summary_op=op)
-    finite = []
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=logdir, summary_op=op)
+    used = []
 
     def step(x: torch.Tensor) -> None:
         optimizer.zero_grad()
@@ -111,16 +112,26 @@ def test_a_gradient_scalers_skipped_step_leaves_the_gradients_out_and_training_g
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        finite.append(bool(model.weight.grad.isfinite().all()))
+        used.append(model.weight.grad.detach().clone())
 
-    with sh.MonitoredSession(hooks=[hook]) as session, warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        for i in range(40):
+    with sh.MonitoredSession(hooks=[hook]) as session:
+        for i in range(steps):
             session.run(step, torch.randn(8, 4, generator=torch.Generator().manual_seed(i)))
+    sh.SummaryWriterCache.get(logdir).flush()
+    return used
+
+
+def test_a_gradient_scalers_skipped_step_leaves_the_gradients_out_and_training_goes_on(tmp_path):
+    # float16 autocast, a scale so large that the first steps overflow: the scaler skips
+    # them, their gradients are inf or NaN. Their histograms are left out (one warning),
+    # their norms written as they are; the weights, and the later steps, as usual.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        used = scaled_training(str(tmp_path), 2.0**40, 40)
+    finite = [bool(grad.isfinite().all()) for grad in used]
     assert not finite[0] and finite[-1]  # overflowed at first, then the scale came down
     said = [str(w.message) for w in seen if "no value" in str(w.message)]
     assert len(said) == 1 and "'gradients/weight', 'gradients/bias'" in said[0], said
-    sh.SummaryWriterCache.get(str(tmp_path)).flush()
     from tests.conftest import accumulator
 
     acc = accumulator(str(tmp_path))
@@ -615,17 +626,25 @@ def test_activations_of_a_compiled_model_are_counted_in_its_graph(
     assert set(shapes) == {(), (4, 3), (STATS + len(limits),)}  # (the sum, the model's output)
 
 
+def graph_keeper() -> tuple[list[torch.fx.GraphModule], Any]:
+    """A ``torch.compile`` backend that keeps every graph it is given and runs it as it
+    is, and the list it keeps them in."""
+    graphs: list[torch.fx.GraphModule] = []
+
+    def counting(gm: torch.fx.GraphModule, example_inputs: Any) -> torch.fx.GraphModule:
+        graphs.append(gm)
+        return gm
+
+    return graphs, counting
+
+
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_a_compiled_model_the_compiler_gives_up_on_has_eagers_activations(tmp_path):
     # Dynamo does not trace an LSTM: the model runs eagerly, the taps' hooks in frames of
     # their own. Their histograms equal eager's, and the counting of a hook that runs
     # eagerly there is not compiled too (its gathers and dots were, in graphs of their own).
-    graphs = []
-
-    def counting(gm, example_inputs):
-        graphs.append(gm)
-        return gm
+    graphs, counting = graph_keeper()
 
     def written(compiled: bool, logdir: str) -> dict:
         torch.compiler.reset()
@@ -672,11 +691,7 @@ def test_a_compiled_model_the_compiler_gives_up_on_has_eagers_activations(tmp_pa
 def test_a_model_compiled_and_run_before_its_first_due_step_needs_permanent_taps(tmp_path):
     # A warm-up call, or Lightning's sanity check: the graph traced then has no taps, and
     # a compiled graph keeps only the hooks it was traced with.
-    graphs = []
-
-    def counting(gm, example_inputs):
-        graphs.append(gm)
-        return gm
+    graphs, counting = graph_keeper()
 
     def due_steps(permanent: bool, logdir: str) -> list[torch.Tensor]:
         torch.compiler.reset()  # (its graphs would serve the next model of the class)
@@ -778,27 +793,7 @@ def test_an_op_registered_again_leaves_one_permanent_hook_on_the_module(tmp_path
 def test_a_plain_loop_with_a_gradient_scaler_writes_the_unscaled_gradients(tmp_path):
     # float16 autocast and GradScaler: what the optimizer used, after scaler.step unscaled
     # it, not the scaled gradients backward() left (1,024 times larger here).
-    torch.manual_seed(0)
-    model = torch.nn.Linear(4, 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
-    op = sh.watch(model, collections=[])
-    hook = sh.SummarySaverHook(save_steps=1, output_dir=str(tmp_path), summary_op=op)
-    used = []
-
-    def step(x: torch.Tensor) -> None:
-        optimizer.zero_grad()
-        with torch.autocast("cpu", dtype=torch.float16):
-            loss = model(x).pow(2).mean()
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        used.append(float(model.weight.grad.double().norm()))
-
-    with sh.MonitoredSession(hooks=[hook]) as session:
-        for i in range(3):
-            session.run(step, torch.randn(8, 4, generator=torch.Generator().manual_seed(i)))
-    sh.SummaryWriterCache.get(str(tmp_path)).flush()
+    used = [float(grad.double().norm()) for grad in scaled_training(str(tmp_path), 1024.0, 3)]
     from tests.conftest import accumulator
 
     written = [e.value for e in accumulator(str(tmp_path)).Scalars("gradient_norm/weight")]
