@@ -159,6 +159,22 @@ def test_a_histogram_of_nan_among_finite_ones_is_left_out_alone():
         sh.evaluate(sh.histogram("mine", lambda: net[2], collections=[]))  # as TensorFlow
 
 
+def test_complex_parameters_are_left_out_with_a_warning_naming_them():
+    net = torch.nn.Module()
+    net.spectrum = torch.nn.Parameter(torch.randn(3, dtype=torch.complex64))
+    net.scale = torch.nn.Parameter(torch.randn(3))
+    with pytest.warns(UserWarning, match=r"1 complex parameters are left out.*: 'spectrum'; "):
+        op = sh.watch(net, collections=[])
+    (net.spectrum.abs().sum() + net.scale.sum()).backward()
+    assert [v.tag for v in sh.evaluate(op).value] == [
+        "weights/scale",
+        "gradients/scale",
+        "weight_norm/scale",
+        "gradient_norm/scale",
+        "global_norm/gradient_norm",
+    ]
+
+
 def test_a_sparse_gradient_is_summarized_by_the_rows_it_reached():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Embedding(10, 4, sparse=True), torch.nn.Linear(4, 1))

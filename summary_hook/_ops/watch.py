@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -267,7 +268,7 @@ def _selected(
             if isinstance(m, kinds)
             for p in m.parameters(recurse=False)
         }
-    names = []
+    names, complex_ = [], []
     for name, parameter in module.named_parameters():
         if module_types is not None and id(parameter) not in owned:
             continue
@@ -276,7 +277,20 @@ def _selected(
             continue
         if exclude is not None and exclude.search(shown):
             continue
+        if parameter.is_complex():  # (a histogram counts real values only)
+            complex_.append(shown)
+            continue
         names.append(name)
+    if complex_:
+        shown = ", ".join(repr(name) for name in complex_[:5]) + (
+            ", ..." if len(complex_) > 5 else ""
+        )
+        warnings.warn(
+            f"watch: {len(complex_)} complex parameters are left out, as a histogram counts "
+            f"real values only: {shown}; summarize their .real and .imag with sh.histogram",
+            UserWarning,
+            stacklevel=3,
+        )
     return names
 
 
