@@ -24,7 +24,7 @@ from summary_hook._evaluation.histogram_proto import HistogramValue
 from summary_hook._evaluation.images import Pixels, image_tags
 from summary_hook._evaluation.plans import Plan, PlanCache, plan_for
 from summary_hook._evaluation.to_host import LocalFailure, to_host
-from summary_hook._evaluation.values import MISSING
+from summary_hook._evaluation.values import NON_FINITE, Absent
 from summary_hook._events.pending import DeferredSummary
 from summary_hook._ops.summary_ops import SummaryOp
 
@@ -125,7 +125,7 @@ def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None, resolve: b
                 for value, number in zip(values, pick(numbers), strict=True):
                     value.simple_value = number
                 summary.CopyFrom(template)
-        elif op.has_optional_values and any(numbers[index] is MISSING for index in indices):
+        elif op.has_optional_values and any(type(numbers[i]) is Absent for i in indices):
             _fill_present(summary, op, [numbers[index] for index in indices])
         else:
             summary.CopyFrom(template)
@@ -136,29 +136,34 @@ def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None, resolve: b
 
 
 def _fill_present(summary: Summary, op: SummaryOp, numbers: list[Any]) -> None:
-    """Fill ``summary`` with the values of ``op`` that are there, leaving out the optional
-    ones that are not (a frozen or unused parameter's gradient, the output of a module
-    that did not run), with one warning per op
-    the first time each is missing."""
-    missing = []
+    """Fill ``summary`` with the values of ``op`` that are there, leaving out those that
+    are not (a frozen or unused parameter's gradient, the output of a module that did not
+    run) and ``sh.watch``'s histograms of NaN or infinities, with one warning per op for
+    each the first time it is left out."""
+    absent: dict[Absent, list[str]] = {}
     for leaf, number in zip(op.leaves, numbers, strict=True):
-        if number is MISSING:
-            missing.append(leaf.tag)
+        if type(number) is Absent:
+            absent.setdefault(number, []).append(leaf.tag)
         else:
             _fill(summary.value.add(tag=leaf.tag), number)
-    said = op._cache.setdefault("missing", set())
-    new = [tag for tag in missing if tag not in said]
-    if new:
-        said.update(new)
-        shown = ", ".join(repr(tag) for tag in new[:5]) + (", ..." if len(new) > 5 else "")
-        warnings.warn(
-            f"{len(new)} summaries have no value at this step and are left out until they "
-            f"do: {shown} (a frozen or unused parameter has no .grad, a module may not "
-            "run or give nothing to count, and sh.watch leaves out a histogram of NaN or "
-            "infinities, as a GradScaler's skipped step has; their norms are written)",
-            UserWarning,
-            stacklevel=4,
-        )
+    for why, tags in absent.items():
+        said = op._cache.setdefault(repr(why), set())
+        new = [tag for tag in tags if tag not in said]
+        if new:
+            said.update(new)
+            shown = ", ".join(repr(tag) for tag in new[:5]) + (", ..." if len(new) > 5 else "")
+            warnings.warn(_LEFT_OUT[why is NON_FINITE].format(n=len(new), tags=shown), stacklevel=4)
+
+
+#: The warnings of values left out: absent ones, and histograms of NaN or infinities.
+_LEFT_OUT = (
+    "{n} summaries have no value at this step and are left out until they do: {tags} "
+    "(a frozen or unused parameter has no .grad; a module may not run in a step, or "
+    "give nothing a histogram can count)",
+    "{n} histograms hold NaN or infinite values at this step and are left out: {tags} "
+    "(a GradScaler's skipped step, or a diverging layer); their norms are written, NaN "
+    "or inf",
+)
 
 
 def _fill(value: Summary.Value, number: Any) -> None:

@@ -27,6 +27,7 @@ from summary_hook._evaluation.images import Pixels, image_pixels
 from summary_hook._evaluation.plans import Plan
 from summary_hook._evaluation.values import (
     MISSING,
+    NON_FINITE,
     histogram_input,
     norm_inputs,
     scalar_value,
@@ -357,7 +358,7 @@ class _Step:
             if type(number) is NonFinite:
                 if not plan.leaves[slot].skips_non_finite:
                     raise ValueError(number.error)
-                numbers[index] = MISSING
+                numbers[index] = NON_FINITE
 
 
 def _group_scalars(

@@ -19,6 +19,8 @@ from summary_hook._ops.taps import Counted
 
 __all__ = [
     "MISSING",
+    "NON_FINITE",
+    "Absent",
     "array_value",
     "histogram_input",
     "norm_inputs",
@@ -26,9 +28,23 @@ __all__ = [
     "text_tensor",
 ]
 
+
+class Absent:
+    """A value that its op's summary leaves out (see :data:`MISSING`, :data:`NON_FINITE`)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
 #: What an optional value that is absent gives (a frozen parameter's gradient, the
-#: output of a module that did not run): its op's summary leaves it out.
-MISSING = object()
+#: output of a module that did not run).
+MISSING = Absent("MISSING")
+#: What a histogram of NaN or infinities gives when its leaf leaves such histograms out
+#: (``Leaf.skips_non_finite``, ``sh.watch``'s).
+NON_FINITE = Absent("NON_FINITE")
 
 _NONE_HINT = (
     "; a parameter's .grad is None until a backward pass reaches it (a frozen layer, "
