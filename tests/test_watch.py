@@ -180,6 +180,21 @@ def test_complex_parameters_are_left_out_with_a_warning_naming_them():
     ]
 
 
+def test_a_weight_pruned_after_watch_is_the_masked_weight_and_its_gradient_is_left_out():
+    from torch.nn.utils import prune
+
+    net = model()
+    op = sh.watch(net, collections=[])
+    prune.l1_unstructured(net[0], "weight", amount=0.5)  # weight: weight_orig * mask
+    backward(net)
+    with pytest.warns(UserWarning, match=r"^2 summaries have no value .*'gradients/0.weight'"):
+        written = values(op)  # (and torch's warning on reading a non-leaf's .grad: none)
+    masked = net[0].weight.detach().numpy().reshape(-1)
+    assert nonempty(written["weights/0.weight"].histo) == numpy_histogram(masked)
+    assert written["weights/0.weight"].histo.num == masked.size and (masked == 0).sum() == 15
+    assert "gradients/0.bias" in written
+
+
 def test_a_sparse_gradient_is_summarized_by_the_rows_it_reached():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Embedding(10, 4, sparse=True), torch.nn.Linear(4, 1))

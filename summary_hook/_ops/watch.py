@@ -369,11 +369,20 @@ def _parameter_values(
             f"({error}); call sh.watch again after changing the model's layers"
         ) from error
     weights = found if isinstance(found, tuple) else (found,)
-    pairs = [(w, _stored(getattr(w, "grad", None))) for w in weights]
+    pairs = [(w, _gradient_of(w)) for w in weights]
     values = [pair[pick] for pair in pairs for pick in picks]
     if every:
         values.append([grad for _, grad in pairs])
     return values
+
+
+def _gradient_of(weight: Any) -> torch.Tensor | None:
+    """The gradient of what a watched name finds, as :func:`_stored` gives it; None for a
+    tensor that is not a leaf (a pruned weight, which ``torch.nn.utils.prune`` computes
+    from its ``weight_orig``), whose ``.grad`` torch never fills, and warns when read."""
+    if not getattr(weight, "is_leaf", True):
+        return None
+    return _stored(getattr(weight, "grad", None))
 
 
 def _stored(grad: torch.Tensor | None) -> torch.Tensor | None:
