@@ -158,7 +158,8 @@ def _fill_present(summary: Summary, op: SummaryOp, numbers: list[Any]) -> None:
 #: The warnings of values left out: absent ones, and histograms of NaN or infinities.
 _LEFT_OUT = (
     "{n} summaries have no value at this step and are left out until they do: {tags} "
-    "(a frozen or unused parameter has no .grad; a module may not run in a step, or "
+    "(a frozen or unused parameter has no .grad, nor has any after a zero_grad() at the "
+    "end of the step function: call it at the start; a module may not run in a step, or "
     "give nothing a histogram can count)",
     "{n} histograms hold NaN or infinite values at this step and are left out: {tags} "
     "(a GradScaler's skipped step, or a diverging layer); their norms are written, NaN "
