@@ -306,13 +306,35 @@ def test_watch_reads_the_parameters_a_wrapper_put_in_place():
     assert values(op)["weight_norm/0.weight"].simple_value == pytest.approx(2.0 * 30**0.5)
 
 
-def test_a_watched_model_can_be_pickled_with_its_op():
-    # ddp_spawn pickles the model and the default collection together.
+@pytest.mark.parametrize("evaluated", [False, True])
+def test_a_watched_model_can_be_pickled_and_copied_with_its_op(evaluated):
+    # ddp_spawn pickles the model and the default collection together; an evaluated op's
+    # plan, which holds a lock, stays behind (pickling it raised).
+    import copy
+
     net = model()
     op = sh.watch(net, collections=[])
-    net2, op2 = pickle.loads(pickle.dumps((net, op)))
-    backward(net2)
-    assert values(op2)["global_norm/gradient_norm"].simple_value > 0
+    if evaluated:
+        backward(net)
+        values(op)
+    for net2, op2 in (pickle.loads(pickle.dumps((net, op))), copy.deepcopy((net, op))):
+        backward(net2)
+        assert values(op2)["global_norm/gradient_norm"].simple_value > 0
+
+
+def test_watching_another_model_under_the_same_prefix_warns_that_it_replaces_the_first():
+    generator, critic = model(), torch.nn.Sequential(torch.nn.Linear(2, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sh.watch(generator)
+        sh.watch(generator, include="weight")  # the same model: replaced, as a tag is
+        sh.watch(torch.nn.DataParallel(generator))  # (the model it wraps)
+        sh.watch(critic, prefix="critic/")
+    assert len(sh.get_collection()) == 2
+    message = r"sh.watch replaces its watch of another Sequential \(prefix='critic/'\).*give each its own prefix"
+    with pytest.warns(UserWarning, match=message):
+        sh.watch(model(), prefix="critic/")  # a GAN's two models alike: the first is lost
+    assert len(sh.get_collection()) == 2
 
 
 class CountedLookups(torch.nn.Module):

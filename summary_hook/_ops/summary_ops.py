@@ -147,6 +147,12 @@ class SummaryOp:
     #: on the op so that it goes when the op goes.
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Its state for pickling and copying, ``_cache`` left empty: what evaluation
+        worked out belongs to this process (a plan holds a lock), and is worked out again
+        where the op goes (a ``ddp_spawn`` process)."""
+        return {**self.__dict__, "_cache": {}}
+
     @functools.cached_property
     def has_images(self) -> bool:
         """Whether it holds an image or audio summary: a variable number of values, each

@@ -28,7 +28,16 @@ from typing import Any
 
 import torch
 
-from summary_hook._ops.summary_ops import Kind, Leaf, Part, SummaryOp, clean_tag, register
+from summary_hook._ops.summary_ops import (
+    SUMMARIES,
+    Kind,
+    Leaf,
+    Part,
+    SummaryOp,
+    clean_tag,
+    register,
+    registrations,
+)
 from summary_hook._ops.taps import ActivationTap, BackwardScope
 
 __all__ = ["watch"]
@@ -160,8 +169,32 @@ def watch(
     if wants_activations:
         leaves += _activation_leaves(module, activations, prefix, reduce_activations, permanent)
     op = SummaryOp(tuple(leaves))
-    register(op, collections, key=f"watch:{prefix}")  # (a key no tag can be)
+    op._cache["watched"] = module
+    key = f"watch:{prefix}"  # (a key no tag can be)
+    _warn_if_another_is_replaced(module, key, prefix, collections)
+    register(op, collections, key=key)
     return op
+
+
+def _warn_if_another_is_replaced(
+    module: torch.nn.Module, key: str, prefix: str, collections: Iterable[str] | None
+) -> None:
+    """Warn when ``watch`` is about to replace its op of another model under the same
+    prefix: two models watched alike (a GAN's) would otherwise keep only the last one."""
+    names = [SUMMARIES] if collections is None else collections
+    for name in [names] if isinstance(names, str) else names:
+        for slot, old in registrations(name) if isinstance(name, str) else ():
+            watched = old._cache.get("watched")
+            if slot == key and watched is not None and watched is not module:
+                warnings.warn(
+                    f"sh.watch replaces its watch of another {type(watched).__name__} "
+                    f"(prefix={prefix!r}), as it would a model made again in a notebook "
+                    "cell; to watch both, give each its own prefix, such as "
+                    "prefix='generator/'",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                return
 
 
 #: The attribute under which ``torch.compile``'s wrapper keeps the model it compiles.
