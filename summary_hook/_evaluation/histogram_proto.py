@@ -148,15 +148,17 @@ def _with_non_finite(
     stats: np.ndarray, counts: np.ndarray, nums: list[int], tags: list[str], finite: np.ndarray
 ) -> list[HistogramValue]:
     """:func:`histogram_values` of rows some of which are not ``finite``."""
-    good = np.flatnonzero(finite)
-    values: list[HistogramValue] = [_non_finite(stats[row], tags[row]) for row in range(len(tags))]
-    if len(good):
-        made = histogram_values(
+    good = np.flatnonzero(finite).tolist()
+    made = iter(
+        histogram_values(
             stats[good], counts[good], [nums[i] for i in good], [tags[i] for i in good]
         )
-        for row, value in zip(good.tolist(), made, strict=True):
-            values[row] = value
-    return values
+        if good
+        else []
+    )
+    return [
+        next(made) if ok else _non_finite(stats[row], tags[row]) for row, ok in enumerate(finite)
+    ]
 
 
 def _non_finite(stats: np.ndarray, tag: str) -> NonFinite:

@@ -175,7 +175,8 @@ class SummaryOp:
 
     @functools.cached_property
     def has_optional_values(self) -> bool:
-        """Whether some value may be absent at a due step (see ``Leaf.optional``)."""
+        """Whether some value may be left out at a due step (see ``Leaf.optional`` and
+        ``Leaf.skips_non_finite``)."""
         return any(leaf.optional or leaf.skips_non_finite for leaf in self.leaves)
 
     @property

@@ -191,7 +191,7 @@ class BackwardScope:
             self.permanent = True  # see output_of's module docstring
         if not self.armed:
             return
-        tensor = _grad_tensor(output)
+        tensor = _first_tensor(output, needs_grad=True)
         if tensor is not None:
             tensor.register_hook(self._close)  # type: ignore[no-untyped-call]
 
@@ -202,11 +202,6 @@ class BackwardScope:
     def captured_any(self) -> bool:
         """Whether some tap of the model captured an output at this step."""
         return any(tap.has_captured() for tap in self.taps)
-
-
-def _grad_tensor(output: Any) -> torch.Tensor | None:
-    """The first tensor in ``output`` that takes part in the backward pass, if any."""
-    return _first_tensor(output, needs_grad=True)
 
 
 def _first_tensor(output: Any, needs_grad: bool = False) -> torch.Tensor | None:

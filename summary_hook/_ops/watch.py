@@ -169,6 +169,8 @@ def watch(
     if wants_activations:
         leaves += _activation_leaves(module, activations, prefix, reduce_activations, permanent)
     op = SummaryOp(tuple(leaves))
+    # (In the op's cache, which stays in this process: an op carried to a ddp_spawn
+    # process, whose model is a copy, is replaced there without a warning.)
     op._cache["watched"] = module
     key = f"watch:{prefix}"  # (a key no tag can be)
     _warn_if_another_is_replaced(module, key, prefix, collections)
@@ -183,7 +185,9 @@ def _warn_if_another_is_replaced(
     prefix: two models watched alike (a GAN's) would otherwise keep only the last one."""
     names = [SUMMARIES] if collections is None else collections
     for name in [names] if isinstance(names, str) else names:
-        for slot, old in registrations(name) if isinstance(name, str) else ():
+        if not isinstance(name, str):
+            continue  # (register says so)
+        for slot, old in registrations(name):
             watched = old._cache.get("watched")
             if slot == key and watched is not None and watched is not module:
                 warnings.warn(
