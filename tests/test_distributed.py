@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -102,6 +103,23 @@ def summary_collectives(report: dict) -> list[list[str]]:
     steps = report["steps"]
     own = steps["non_due"][0]["collectives"] if steps["non_due"] else []
     return [step["collectives"][len(own) :] for step in steps["due"]]
+
+
+def test_watch_of_an_fsdp1_model_on_two_ranks_raises_rather_than_write_a_ranks_shards(tmp_path):
+    # FSDP1 keeps a flat shard of each parameter on each rank: summarized, it would be
+    # one rank's piece of each weight, silently. Watched after wrapping, or before it
+    # and evaluated after, each rank says so, and names FSDP2 instead.
+    reports = run_ranks(SCRIPT, str(tmp_path), "fsdp1")
+    for rank, report in enumerate(reports):
+        errors = report["errors"]
+        assert "FullyShardedDataParallel (FSDP1)" in errors["watch"]
+        assert "fully_shard" in errors["watch"]
+        assert re.search(
+            rf"parameter '\d\.(weight|bias)' of Sequential holds \d+ values on rank {rank}, "
+            r"not the \d+ it held when watched",
+            errors["due_step"],
+        ), errors["due_step"]
+    assert accumulator(str(tmp_path)).Tags()["histograms"] == []
 
 
 def test_watch_of_an_fsdp2_model_writes_the_unsharded_models_histograms_and_norms(tmp_path):

@@ -483,6 +483,35 @@ def test_activations_are_counted_once_each_as_numpy_does(tmp_path, checkpointed,
         assert written[f"zero_fraction/{name}"] == pytest.approx(float((array == 0).mean()))
 
 
+def test_a_model_checkpointed_by_checkpoint_wrapper_has_its_own_tags(tmp_path):
+    # apply_activation_checkpointing (the way FSDP's users checkpoint) puts a
+    # CheckpointWrapper in place of each block: its _checkpoint_wrapped_module segment is
+    # left out of tags, the wrapper is not tapped as well as its block, and each block's
+    # output, recomputed in the backward pass, is counted once.
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+        apply_activation_checkpointing,
+    )
+
+    plain = Blocks()
+    op = sh.watch(plain, activations=torch.nn.Linear, collections=[])
+    wrapped = Blocks()
+    apply_activation_checkpointing(wrapped, check_fn=lambda m: isinstance(m, torch.nn.Linear))
+    assert any("_checkpoint_wrapped_module" in n for n, _ in wrapped.named_parameters())
+    wrapped_op = sh.watch(wrapped, activations=torch.nn.Linear, collections=[])
+    assert wrapped_op.tags == op.tags
+    assert "activations/fc1" in op.tags and "weights/fc1.weight" in op.tags
+    x = torch.randn(7, 6, generator=torch.Generator().manual_seed(3))
+    written = save_one_step(wrapped, wrapped_op, str(tmp_path / "wrapped"), x)
+    expected = save_one_step(plain, op, str(tmp_path / "plain"), x)
+    assert sorted(written) == sorted(expected)
+    for tag, value in expected.items():
+        if isinstance(value, float):
+            assert written[tag] == pytest.approx(value, rel=1e-6), tag
+        else:
+            assert nonempty(written[tag]) == nonempty(value), tag
+            assert written[tag].num == value.num, tag  # once each: not again in the backward
+
+
 def test_activations_of_a_module_called_twice_count_both_calls(tmp_path):
     shared = torch.nn.ReLU()
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), shared, torch.nn.Linear(4, 4), shared)

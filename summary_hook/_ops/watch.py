@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
+import sys
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -64,7 +65,9 @@ def watch(
 
     Tags carry each parameter's qualified name (``model.named_parameters()``, the same
     whether the model is compiled or not: ``torch.compile``'s ``_orig_mod.`` is left out,
-    as is the root ``module.`` of ``DistributedDataParallel`` and ``DataParallel``):
+    as are the root ``module.`` of ``DistributedDataParallel`` and ``DataParallel``,
+    ``checkpoint_wrapper``'s ``_checkpoint_wrapped_module.`` and FSDP1's
+    ``_fsdp_wrapped_module.``):
     ``weights/<name>`` and ``gradients/<name>`` (histograms), ``weight_norm/<name>`` and
     ``gradient_norm/<name>`` (L2 norms), and ``global_norm/gradient_norm`` (the L2 norm
     of every gradient together, what ``clip_grad_norm_`` computes). A gradient that is
@@ -122,7 +125,11 @@ def watch(
         TypeError: If ``module`` is not a ``torch.nn.Module`` or an argument has the
             wrong type.
         ValueError: If a pattern is not a regular expression, nothing is asked for, or
-            the filters leave no parameter.
+            the filters leave no parameter; or if ``module`` is or holds an FSDP1
+            ``FullyShardedDataParallel`` on several ranks, whose parameters are each
+            rank's flat shards (FSDP2's are summarized whole). A model that FSDP1 wraps
+            after ``watch`` raises the same at its first due step, as its weights no
+            longer hold the values they held.
 
     Example:
         >>> import torch, summary_hook as sh
@@ -153,6 +160,7 @@ def watch(
         )
     if not isinstance(prefix, str):
         raise TypeError(f"watch: prefix must be a str, got {prefix!r}")
+    _refuse_fsdp1(module)
     module = _unwrapped(module)
     names: list[str] = []
     if weights or gradients:
@@ -201,32 +209,73 @@ def _warn_if_another_is_replaced(
                 return
 
 
-#: The attribute under which ``torch.compile``'s wrapper keeps the model it compiles.
-_COMPILED = "_orig_mod"
 _WRAPPERS = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+#: The attributes under which wrappers keep the module they wrap, each a segment of the
+#: wrapped module's names: ``torch.compile``'s, ``checkpoint_wrapper``'s and FSDP1's
+#: (``FullyShardedDataParallel``).
+_WRAPPED = ("_orig_mod", "_checkpoint_wrapped_module", "_fsdp_wrapped_module")
 
 
 def _unwrapped(module: torch.nn.Module) -> torch.nn.Module:
-    """The model inside ``torch.compile``'s, ``DistributedDataParallel``'s and
-    ``DataParallel``'s wrappers, whose names are the model's own (``0.weight``, not
-    ``_orig_mod.0.weight`` or ``module.0.weight``): a run's tags are the same compiled or
-    not, on one process or several. Its parameters and modules are the wrapper's."""
+    """The model inside the wrappers of ``torch.compile``, ``DistributedDataParallel``,
+    ``DataParallel``, ``checkpoint_wrapper`` and FSDP1, whose names are the model's own
+    (``0.weight``, not ``_orig_mod.0.weight`` or ``module.0.weight``): a run's tags are
+    the same compiled or not, checkpointed or not, on one process or several. Its
+    parameters and modules are the wrapper's."""
     while True:
         if isinstance(module, _WRAPPERS):
             module = module.module
             continue
-        inner = getattr(module, _COMPILED, None)
-        if not isinstance(inner, torch.nn.Module):
+        inner = next(
+            (
+                m
+                for m in (getattr(module, a, None) for a in _WRAPPED)
+                if isinstance(m, torch.nn.Module)
+            ),
+            None,
+        )
+        if inner is None:
             return module
         module = inner
 
 
 def _shown(name: str) -> str:
-    """A qualified name as tags and filters see it: without the segments of a submodule
-    compiled in place of the original (``encoder._orig_mod.0`` is ``encoder.0``)."""
-    if _COMPILED not in name:
+    """A qualified name as tags and filters see it: without the segments of wrappers
+    (``encoder._orig_mod.0`` is ``encoder.0``, as is
+    ``encoder._checkpoint_wrapped_module.0``)."""
+    if "_" not in name:
         return name
-    return ".".join(part for part in name.split(".") if part != _COMPILED)
+    return ".".join(part for part in name.split(".") if part not in _WRAPPED)
+
+
+def _world_size() -> int:
+    """How many ranks train together: 1 without ``torch.distributed``."""
+    available = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_world_size() if available else 1
+
+
+#: Why ``watch`` cannot summarize FSDP1's parameters on several ranks.
+_FSDP1 = (
+    "a FullyShardedDataParallel (FSDP1) model holds a flat shard of each parameter on each "
+    "rank, which sh.watch cannot make whole; shard it with FSDP2 "
+    "(torch.distributed.fsdp.fully_shard, or Lightning's ModelParallelStrategy), whose "
+    "sharded parameters sh.watch summarizes whole"
+)
+
+
+def _refuse_fsdp1(module: torch.nn.Module) -> None:
+    """Raise when ``module`` is, or holds, an FSDP1 unit on several ranks: its parameters
+    are each rank's flat shards, and their histograms and norms would be a rank's.
+
+    Raises:
+        ValueError: Saying so, and what to use instead.
+    """
+    if "torch.distributed.fsdp" not in sys.modules or _world_size() == 1:
+        return  # (no FSDP1 unit can exist, or one rank holds every parameter whole)
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    if any(isinstance(m, FullyShardedDataParallel) for m in module.modules()):
+        raise ValueError(f"sh.watch of {type(module).__name__}: {_FSDP1}")
 
 
 #: Modules whose outputs TensorFlow also summarized as a fraction of zeros.
@@ -359,8 +408,15 @@ def _parameter_leaves(
     per_parameter = [entry for entry in _PER_PARAMETER if wanted[entry[0]]]
     picks = tuple(value for _, _, value in per_parameter)
     count = len(names) * len(picks) + (1 if gradients else 0)  # (the global norm)
+    sizes = tuple(_size(module.get_parameter(name)) for name in names)
     source = functools.partial(
-        _parameter_values, tuple(names), operator.attrgetter(*names), picks, gradients, module
+        _parameter_values,
+        tuple(names),
+        operator.attrgetter(*names),
+        picks,
+        gradients,
+        module,
+        sizes,
     )
     specs = [
         (group, _shown(name), kind, value) for name in names for group, kind, value in per_parameter
@@ -386,6 +442,7 @@ def _parameter_values(
     picks: tuple[int, ...],
     every: bool,
     module: torch.nn.Module,
+    sizes: tuple[int, ...],
 ) -> list[Any]:
     """The values of :func:`_parameter_leaves`' leaves: for each weight that ``get``
     finds at its qualified name (``names``), the weight (pick 0) or its gradient (pick 1)
@@ -394,6 +451,9 @@ def _parameter_values(
     Raises:
         AttributeError: If a name finds nothing any more (a layer deleted or replaced
             after ``watch``), naming the first such parameter.
+        ValueError: If, on several ranks, a weight holds another number of values than
+            when it was watched (its ``sizes``): FSDP1 wrapped the model after ``watch``,
+            and each rank holds a shard, or a layer was resized.
     """
     try:
         found = get(module)  # (one name: the weight itself, not a tuple)
@@ -406,11 +466,34 @@ def _parameter_values(
             f"({error}); call sh.watch again after changing the model's layers"
         ) from error
     weights = found if isinstance(found, tuple) else (found,)
+    if _world_size() > 1:
+        _refuse_changed_sizes(names, weights, sizes, module)
     pairs = [(w, _gradient_of(w)) for w in weights]
     values = [pair[pick] for pair in pairs for pick in picks]
     if every:
         values.append([grad for _, grad in pairs])
     return values
+
+
+def _size(parameter: torch.nn.Parameter) -> int:
+    """How many values ``parameter`` holds; -1 for a lazy module's, not made yet."""
+    return -1 if torch.nn.parameter.is_lazy(parameter) else parameter.numel()
+
+
+def _refuse_changed_sizes(
+    names: tuple[str, ...], weights: tuple[Any, ...], sizes: tuple[int, ...], module: Any
+) -> None:
+    """Raise for the first weight whose number of values is not its watched ``size``
+    (one made since, by a lazy module, excepted; a value that is not a tensor any more
+    is for its histogram to refuse, naming its tag)."""
+    for name, weight, size in zip(names, weights, sizes, strict=True):
+        if size >= 0 and isinstance(weight, torch.Tensor) and weight.numel() != size:
+            raise ValueError(
+                f"sh.watch: parameter {_shown(name)!r} of {type(module).__name__} holds "
+                f"{weight.numel()} values on rank {torch.distributed.get_rank()}, not the "
+                f"{size} it held when watched: {_FSDP1}; if the layer was resized "
+                "instead, call sh.watch again after changing it"
+            )
 
 
 def _gradient_of(weight: Any) -> torch.Tensor | None:

@@ -23,6 +23,8 @@ MODE:
            zero only and one that runs on no rank
   ddp      sh.watch of a DistributedDataParallel model, its weights, gradients and ReLU;
            rank zero saves the model's gradients at the due steps
+  fsdp1    an FSDP1 (FullyShardedDataParallel) model: sh.watch of it, and a due step of
+           sh.watch of the model before FSDP1 wrapped it; each rank reports the errors
   subgroup (3 ranks) reduce= over a group of ranks 0 and 1 only
   bad_values (3 ranks) at the second due step rank 1's text and, at the next, rank 2's
            image are values no summary can hold, in a plan with reduce= values
@@ -313,6 +315,27 @@ def ddp(output_dir: str, rank: int) -> dict:
     if rank == 0:
         torch.save(gradients, os.path.join(output_dir, "gradients.pt"))
     return {"tags": list(sh.merge_all().tags)}
+
+
+def fsdp1(output_dir: str, rank: int) -> dict:
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    watched_before = sh.watch(model, collections=[])
+    wrapped = FullyShardedDataParallel(model, device_id=torch.device("cpu"), use_orig_params=True)
+    errors = {}
+    try:
+        sh.watch(wrapped, collections=[])
+    except ValueError as error:
+        errors["watch"] = str(error)
+    hook = sh.SummarySaverHook(save_steps=1, output_dir=output_dir, summary_op=watched_before)
+    try:
+        with sh.MonitoredSession(hooks=[hook]) as session:
+            session.run(lambda: wrapped(torch.randn(5, 4)).sum().backward())
+    except sh.SummaryEvaluationError as error:
+        errors["due_step"] = str(error)
+    return {"errors": errors}
 
 
 def subgroup(output_dir: str, rank: int) -> dict:
