@@ -164,20 +164,37 @@ def test_a_histogram_of_nan_among_finite_ones_is_left_out_alone():
         sh.evaluate(sh.histogram("mine", lambda: net[2], collections=[]))  # as TensorFlow
 
 
-def test_complex_parameters_are_left_out_with_a_warning_naming_them():
+def test_complex_parameters_have_norms_and_count_in_the_global_norm_as_clipping_does():
+    # A Fourier layer's complex weights: no histogram can count them, so they have none,
+    # with a warning naming them; their norms are of their values' moduli, and their
+    # gradients count in the global norm, which is what clip_grad_norm_ clips by.
     net = torch.nn.Module()
     net.spectrum = torch.nn.Parameter(torch.randn(3, dtype=torch.complex64))
     net.scale = torch.nn.Parameter(torch.randn(3))
-    with pytest.warns(UserWarning, match=r"1 complex parameters are left out.*: 'spectrum'; "):
+    with pytest.warns(
+        UserWarning, match=r"1 complex parameters have no histograms.*: 'spectrum'; "
+    ):
         op = sh.watch(net, collections=[])
-    (net.spectrum.abs().sum() + net.scale.sum()).backward()
-    assert [v.tag for v in sh.evaluate(op).value] == [
+    (net.spectrum.abs().pow(2).sum() + net.scale.sum()).backward()
+    written = {v.tag: v for v in sh.evaluate(op).value}
+    assert list(written) == [
+        "weight_norm/spectrum",
+        "gradient_norm/spectrum",
         "weights/scale",
         "gradients/scale",
         "weight_norm/scale",
         "gradient_norm/scale",
         "global_norm/gradient_norm",
     ]
+    spectrum = net.spectrum.detach().numpy().astype(np.complex128)
+    gradient = net.spectrum.grad.numpy().astype(np.complex128)
+    assert written["weight_norm/spectrum"].simple_value == pytest.approx(np.linalg.norm(spectrum))
+    assert written["gradient_norm/spectrum"].simple_value == pytest.approx(np.linalg.norm(gradient))
+    clipped = torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm=1e9)
+    assert written["global_norm/gradient_norm"].simple_value == pytest.approx(clipped.item())
+    with pytest.warns(UserWarning, match=r"nothing of theirs is written"):
+        weights_only = sh.watch(net, gradients=False, norms=False, collections=[])
+    assert weights_only.tags == ("weights/scale",)
 
 
 def test_a_weight_pruned_after_watch_is_the_masked_weight_and_its_gradient_is_left_out():

@@ -163,9 +163,14 @@ def watch(
     _refuse_fsdp1(module)
     module = _unwrapped(module)
     names: list[str] = []
+    complex_: set[str] = set()
     if weights or gradients:
         include_, exclude_ = _pattern("include", include), _pattern("exclude", exclude)
-        names = _selected(module, include_, exclude_, module_types)
+        names, complex_ = _selected(module, include_, exclude_, module_types)
+        if complex_:
+            _warn_of_complex([n for n in names if n in complex_], norms, gradients)
+            if not (norms or gradients):  # (nothing of theirs to write)
+                names = [name for name in names if name not in complex_]
     if (weights or gradients) and not names:
         raise ValueError(
             f"watch: no parameter of {type(module).__name__} is left by include={include!r}, "
@@ -173,7 +178,7 @@ def watch(
         )
     leaves: list[Leaf] = []
     if names:
-        leaves += _parameter_leaves(module, names, prefix, weights, gradients, norms)
+        leaves += _parameter_leaves(module, names, complex_, prefix, weights, gradients, norms)
     if wants_activations:
         leaves += _activation_leaves(module, activations, prefix, reduce_activations, permanent)
     op = SummaryOp(tuple(leaves))
@@ -341,9 +346,10 @@ def _selected(
     include: re.Pattern[str] | None,
     exclude: re.Pattern[str] | None,
     module_types: Any,
-) -> list[str]:
+) -> tuple[list[str], set[str]]:
     """The qualified names of the parameters the filters keep, each once (tied weights
-    under their first name), in ``named_parameters`` order."""
+    under their first name), in ``named_parameters`` order; and those of them that are
+    complex, whose values no histogram counts."""
     if module_types is not None:
         kinds = module_types if isinstance(module_types, tuple) else (module_types,)
         if not all(isinstance(k, type) and issubclass(k, torch.nn.Module) for k in kinds):
@@ -354,7 +360,8 @@ def _selected(
             if isinstance(m, kinds)
             for p in m.parameters(recurse=False)
         }
-    names, complex_ = [], []
+    names: list[str] = []
+    complex_: set[str] = set()
     for name, parameter in module.named_parameters():
         if module_types is not None and id(parameter) not in owned:
             continue
@@ -364,20 +371,28 @@ def _selected(
         if exclude is not None and exclude.search(shown):
             continue
         if parameter.is_complex():  # (a histogram counts real values only)
-            complex_.append(shown)
-            continue
+            complex_.add(name)
         names.append(name)
-    if complex_:
-        shown = ", ".join(repr(name) for name in complex_[:5]) + (
-            ", ..." if len(complex_) > 5 else ""
-        )
-        warnings.warn(
-            f"watch: {len(complex_)} complex parameters are left out, as a histogram counts "
-            f"real values only: {shown}; summarize their .real and .imag with sh.histogram",
-            UserWarning,
-            stacklevel=3,
-        )
-    return names
+    return names, complex_
+
+
+def _warn_of_complex(complex_: list[str], norms: bool, gradients: bool) -> None:
+    """Say which complex parameters have no histograms, and what of theirs is written."""
+    shown = ", ".join(repr(_shown(name)) for name in complex_[:5])
+    shown += ", ..." if len(complex_) > 5 else ""
+    written = []
+    if norms:
+        written.append("their norms, of their values' moduli, are written")
+    if gradients:
+        written.append("their gradients count in the global norm, as in clip_grad_norm_")
+    warnings.warn(
+        f"watch: {len(complex_)} complex parameters have no histograms, as a histogram "
+        f"counts real values only: {shown}; "
+        + (" and ".join(written) if written else "nothing of theirs is written")
+        + "; summarize their .real and .imag with sh.histogram",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 #: Each parameter's leaves, as ``(group, kind, value)``: value 0 is its weight, 1 its
@@ -393,6 +408,7 @@ _PER_PARAMETER: tuple[tuple[str, Kind, int], ...] = (
 def _parameter_leaves(
     module: torch.nn.Module,
     names: list[str],
+    complex_: set[str],
     prefix: str,
     weights: bool,
     gradients: bool,
@@ -402,12 +418,16 @@ def _parameter_leaves(
     norm's: each a :class:`Part` of one source, which looks every weight up once and
     takes the gradients from them (each leaf looked its own value up before: five
     lookups a parameter, 4 µs each five modules deep, 2.2 ms of a 24-layer transformer's
-    due step)."""
+    due step). A complex parameter (``complex_``) has its norms only, of its values'
+    moduli, and its gradient counts in the global norm."""
     wanted = {"weights": weights, "gradients": gradients}
     wanted |= {"weight_norm": weights and norms, "gradient_norm": gradients and norms}
     per_parameter = [entry for entry in _PER_PARAMETER if wanted[entry[0]]]
-    picks = tuple(value for _, _, value in per_parameter)
-    count = len(names) * len(picks) + (1 if gradients else 0)  # (the global norm)
+    entries = [
+        [e for e in per_parameter if e[1] == "norm" or name not in complex_] for name in names
+    ]
+    picks = tuple(tuple(value for _, _, value in own) for own in entries)
+    count = sum(len(own) for own in entries) + (1 if gradients else 0)  # (the global norm)
     sizes = tuple(_size(module.get_parameter(name)) for name in names)
     source = functools.partial(
         _parameter_values,
@@ -417,9 +437,12 @@ def _parameter_leaves(
         gradients,
         module,
         sizes,
+        tuple(i for i, name in enumerate(names) if name in complex_),
     )
     specs = [
-        (group, _shown(name), kind, value) for name in names for group, kind, value in per_parameter
+        (group, _shown(name), kind, value)
+        for name, own in zip(names, entries, strict=True)
+        for group, kind, value in own
     ]
     if gradients:
         specs.append(("global_norm", "gradient_norm", "norm", 1))
@@ -439,14 +462,17 @@ def _parameter_leaves(
 def _parameter_values(
     names: tuple[str, ...],
     get: operator.attrgetter[Any],
-    picks: tuple[int, ...],
+    picks: tuple[tuple[int, ...], ...],
     every: bool,
     module: torch.nn.Module,
     sizes: tuple[int, ...],
+    complex_at: tuple[int, ...],
 ) -> list[Any]:
     """The values of :func:`_parameter_leaves`' leaves: for each weight that ``get``
     finds at its qualified name (``names``), the weight (pick 0) or its gradient (pick 1)
-    as ``picks`` says; then, when ``every``, all the gradients, for the global norm.
+    as its ``picks`` say; then, when ``every``, all the gradients, for the global norm.
+    A complex weight, at ``complex_at``, and its gradient are given as real tensors of
+    their real and imaginary parts, whose sums of squares are those of their moduli.
 
     Raises:
         AttributeError: If a name finds nothing any more (a layer deleted or replaced
@@ -469,10 +495,20 @@ def _parameter_values(
     if _world_size() > 1:
         _refuse_changed_sizes(names, weights, sizes, module)
     pairs = [(w, _gradient_of(w)) for w in weights]
-    values = [pair[pick] for pair in pairs for pick in picks]
+    for i in complex_at:
+        pairs[i] = (_real_view(pairs[i][0]), _real_view(pairs[i][1]))
+    values = [pair[pick] for pair, own in zip(pairs, picks, strict=True) for pick in own]
     if every:
         values.append([grad for _, grad in pairs])
     return values
+
+
+def _real_view(value: Any) -> Any:
+    """A complex tensor as the real tensor of its parts (``view_as_real``), for its norm;
+    anything else as it is, for its checks to say what it is."""
+    if isinstance(value, torch.Tensor) and value.is_complex():
+        return torch.view_as_real(value.detach())
+    return value
 
 
 def _size(parameter: torch.nn.Parameter) -> int:
