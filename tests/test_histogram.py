@@ -47,6 +47,10 @@ def nonempty(histo):
         torch.randint(-1000, 1000, (1000,), generator=torch.Generator().manual_seed(6)),
         torch.randint(0, 2, (100,), generator=torch.Generator().manual_seed(7)).bool(),
         torch.randn(600_001, generator=torch.Generator().manual_seed(8)) * 100,  # 3 chunks
+        torch.randn(1000, generator=torch.Generator().manual_seed(9)).to(torch.float8_e4m3fn),
+        (torch.randn(1000, generator=torch.Generator().manual_seed(10)) * 1e4).to(
+            torch.float8_e5m2
+        ),
     ],
     ids=[
         "randn",
@@ -59,6 +63,8 @@ def nonempty(histo):
         "int64",
         "bool",
         "chunks",
+        "float8_e4m3fn",
+        "float8_e5m2",
     ],
 )
 def test_histogram_matches_torch_tensorflow_bins(values):
@@ -190,6 +196,7 @@ def many_tensors() -> list[torch.Tensor]:
         torch.randint(0, 2, (64,), generator=generator).bool(),
         torch.randn(200, dtype=torch.float64, generator=generator),  # counted alone
         torch.randint(-(10**6), 10**6, (200,), generator=generator),  # int64: alone
+        torch.randn(100, generator=generator).to(torch.float8_e4m3fn),  # float8: alone
         torch.tensor([0.0, -0.0, 1e-12, -1e-12, 3.5e19, float("inf"), float("-inf")]),
     ]
     tensors += [torch.randn(1000, generator=generator), torch.randn(10, 100, generator=generator)]

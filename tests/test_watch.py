@@ -164,6 +164,21 @@ def test_a_histogram_of_nan_among_finite_ones_is_left_out_alone():
         sh.evaluate(sh.histogram("mine", lambda: net[2], collections=[]))  # as TensorFlow
 
 
+def test_float8_weights_are_summarized_as_their_float32_values():
+    # float8 weights (kept for inference, or by low-precision training): torch's
+    # reductions do not take them, so they are counted as the float32 values they are.
+    net = torch.nn.Linear(8, 4)
+    as_float32 = {n: p.detach().to(torch.float8_e4m3fn).float() for n, p in net.named_parameters()}
+    for parameter in net.parameters():
+        parameter.data = parameter.data.to(torch.float8_e4m3fn)
+    written = {v.tag: v for v in sh.evaluate(sh.watch(net, gradients=False, collections=[])).value}
+    for name, values in as_float32.items():
+        array = values.numpy().reshape(-1)
+        assert nonempty(written[f"weights/{name}"].histo) == numpy_histogram(array)
+        norm = np.linalg.norm(array.astype(np.float64))
+        assert written[f"weight_norm/{name}"].simple_value == pytest.approx(norm)
+
+
 def test_complex_parameters_have_norms_and_count_in_the_global_norm_as_clipping_does():
     # A Fourier layer's complex weights: no histogram can count them, so they have none,
     # with a warning naming them; their norms are of their values' moduli, and their

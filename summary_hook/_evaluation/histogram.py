@@ -14,9 +14,10 @@ against that limit (rounded up to float32, which keeps the comparison exact) spl
 the cell in two, a fixed table maps the 2^17 half-cells to buckets, and one pass
 counts them (``bincount`` for a large tensor on the CPU; ``index_add_`` elsewhere, as
 ``bincount`` there reads its input on the host). On the CPU, values are counted in
-chunks through scratch tensors kept per thread. The dtypes that this float32 path does
-not take (float64, int32, int64, and the unsigned uint16, uint32 and uint64) take the
-exact ``torch.bucketize`` path instead.
+chunks through scratch tensors kept per thread. Float8 values are converted to float32
+first, exactly, as torch's reductions do not take them. The dtypes that this float32
+path does not take (float64, int32, int64, and the unsigned uint16, uint32 and uint64)
+take the exact ``torch.bucketize`` path instead.
 
 Many small tensors (a model's biases and norms) are counted together: the rows of one
 grid, each value's bucket offset by its row's slots, so that the kernel calls of a due
@@ -74,6 +75,32 @@ _EXACT_IN_FLOAT32 = {
     torch.uint8,
     torch.int16,
 }
+
+
+#: The float8 dtypes, exact in float32, which they are counted as: torch's reductions do
+#: not take them.
+_FLOAT8 = frozenset(
+    getattr(torch, name)
+    for name in (
+        "float8_e4m3fn",
+        "float8_e4m3fnuz",
+        "float8_e5m2",
+        "float8_e5m2fnuz",
+        "float8_e8m0fnu",
+    )
+    if hasattr(torch, name)
+)
+
+
+def _countable(values: torch.Tensor) -> torch.Tensor:
+    """``values`` flat, in a dtype torch's reductions take: bools as uint8, float8 as
+    float32, both exactly."""
+    flat = values.detach().reshape(-1)
+    if flat.dtype == torch.bool:
+        return flat.to(torch.uint8)
+    if flat.dtype in _FLOAT8:
+        return flat.to(torch.float32)
+    return flat
 
 
 @functools.cache
@@ -291,9 +318,7 @@ def traced_histogram(
     the float32 path's ``threshold`` and ``bucket`` tables (:func:`cell_tables_on`)
     given. Counts are the same; sums may differ in the last bits.
     """
-    flat = values.detach().reshape(-1)
-    if flat.dtype == torch.bool:
-        flat = flat.to(torch.uint8)
+    flat = _countable(values)
     low, high = torch.aminmax(flat)
     wide = flat.to(torch.float64)
     if flat.dtype in _EXACT_IN_FLOAT32:
@@ -321,9 +346,7 @@ def cell_tables_on(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
 def _histogram(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The statistics (``[STATS]`` float64) and bucket counts (``[_N + 1]`` int64, the last
     for NaN) of a non-empty tensor, on its device."""
-    flat = values.detach().reshape(-1)
-    if flat.dtype == torch.bool:
-        flat = flat.to(torch.uint8)
+    flat = _countable(values)
     low, high = torch.aminmax(flat)
     if flat.dtype in _EXACT_IN_FLOAT32:
         counts, total, squares = _float32_stats(flat.to(torch.float32))
