@@ -544,6 +544,30 @@ def test_a_model_checkpointed_by_checkpoint_wrapper_has_its_own_tags(tmp_path):
             assert written[tag].num == value.num, tag  # once each: not again in the backward
 
 
+def test_activations_of_parametrized_layers_are_the_layers_outputs(tmp_path):
+    # weight_norm and spectral_norm compute a layer's weight in modules under its
+    # parametrizations: those are not layers (their outputs are weights), and a
+    # parametrized Linear is still a module without children of its own.
+    from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        weight_norm(torch.nn.Linear(4, 3)), torch.nn.ReLU(), spectral_norm(torch.nn.Linear(3, 2))
+    )
+    op = sh.watch(model, weights=False, gradients=False, activations=True, collections=[])
+    assert op.tags == ("activations/0", "activations/1", "zero_fraction/1", "activations/2")
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
+    model.eval()  # (spectral_norm's power iteration then leaves its weight as it is)
+    written = save_one_step(model, op, str(tmp_path), x)
+    with torch.no_grad():
+        first = model[0](x)
+        expected = {"0": first, "2": model[2](model[1](first))}
+    for name, values in expected.items():
+        assert nonempty(written[f"activations/{name}"]) == numpy_histogram(
+            values.numpy().reshape(-1)
+        )
+
+
 def test_activations_of_a_module_called_twice_count_both_calls(tmp_path):
     shared = torch.nn.ReLU()
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), shared, torch.nn.Linear(4, 4), shared)

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+from torch.nn.utils import parametrize
 
 from summary_hook._ops.summary_ops import (
     SUMMARIES,
@@ -105,7 +106,9 @@ def watch(
             their submodules').
         activations: Which modules' outputs to summarize: a regular expression of their
             qualified names (``named_modules()``), a module class or a tuple of them, or
-            True for every module without children. None (the default): none.
+            True for every module without children (a layer's parametrizations, such as
+            ``weight_norm``'s, which compute its weight, are not counted as modules or
+            children). None (the default): none.
         reduce_activations: Under ``torch.distributed``, count every rank's activations
             together (their counts summed, and their zeros, in the due step's
             collectives); False: each rank's own, so that rank zero
@@ -311,9 +314,14 @@ def _activation_leaves(
 def _activation_modules(
     module: torch.nn.Module, activations: Any
 ) -> list[tuple[str, torch.nn.Module]]:
-    named = [(_shown(name), m) for name, m in module.named_modules() if name and _unwrapped(m) is m]
+    inside = _parametrizations(module)
+    named = [
+        (_shown(name), m)
+        for name, m in module.named_modules()
+        if name and _unwrapped(m) is m and id(m) not in inside
+    ]
     if activations is True:
-        return [(name, m) for name, m in named if not any(True for _ in m.children())]
+        return [(n, m) for n, m in named if all(id(c) in inside for c in m.children())]
     if isinstance(activations, str):
         pattern = _pattern("activations", activations)
         assert pattern is not None
@@ -326,6 +334,20 @@ def _activation_modules(
             f"got {activations!r}"
         )
     return [(name, m) for name, m in named if isinstance(m, kinds)]
+
+
+def _parametrizations(module: torch.nn.Module) -> set[int]:
+    """The ids of the modules that compute parametrized weights
+    (``torch.nn.utils.parametrize``: ``weight_norm``, ``spectral_norm``, ``orthogonal``),
+    which are not a layer's: their outputs are weights, and a parametrized layer has no
+    children but them."""
+    inside: set[int] = set()
+    for owner in module.modules():
+        if parametrize.is_parametrized(owner):
+            parametrizations = owner.parametrizations
+            assert isinstance(parametrizations, torch.nn.Module)
+            inside.update(id(m) for m in parametrizations.modules())
+    return inside
 
 
 def _pattern(argument: str, pattern: str | None) -> re.Pattern[str] | None:
