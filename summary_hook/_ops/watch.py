@@ -234,17 +234,13 @@ def _unwrapped(module: torch.nn.Module) -> torch.nn.Module:
         if isinstance(module, _WRAPPERS):
             module = module.module
             continue
-        inner = next(
-            (
-                m
-                for m in (getattr(module, a, None) for a in _WRAPPED)
-                if isinstance(m, torch.nn.Module)
-            ),
-            None,
-        )
-        if inner is None:
+        for attribute in _WRAPPED:
+            inner = getattr(module, attribute, None)
+            if isinstance(inner, torch.nn.Module):
+                module = inner
+                break
+        else:
             return module
-        module = inner
 
 
 def _shown(name: str) -> str:
