@@ -145,6 +145,40 @@ def test_readme_watch_example_writes_every_parameter(tmp_path):
     assert_readers_show(run_dir, disk)
 
 
+def test_readme_whole_model_example_writes_every_layer_in_lightning(tmp_path):
+    run(["-c", readme_python("sh.watch(self, activations=True)")], cwd=str(tmp_path))
+    run_dir = str(tmp_path / "lightning_logs" / "version_0")
+    disk = on_disk(run_dir)
+    names = [f"body.{layer}.{kind}" for layer in (0, 2) for kind in ("weight", "bias")]
+    tags = {
+        f"{group}/{name}"
+        for group in ("weights", "gradients", "weight_norm", "gradient_norm")
+        for name in names
+    }
+    tags |= {"global_norm/gradient_norm", "zero_fraction/body.1"}
+    tags |= {f"activations/body.{layer}" for layer in range(3)}
+    assert {tag for tag, _ in disk} == tags
+    for tag in tags:
+        assert steps(disk, tag) == [1, 11, 21, 31, 41], tag
+    assert_readers_show(run_dir, disk)
+    # Each output is one batch's (8 x 64 values after the first layer and the ReLU), and
+    # the fraction of zeros is the ReLU histogram's count in the bucket that holds 0.
+    acc = accumulator(run_dir)
+    for step, (relu, fraction) in enumerate(
+        zip(
+            acc.Histograms("activations/body.1"),
+            acc.Scalars("zero_fraction/body.1"),
+            strict=True,
+        )
+    ):
+        assert relu.histogram_value.num == 8 * 64, step
+        assert relu.histogram_value.min == 0.0, step
+        limits = list(relu.histogram_value.bucket_limit)
+        zeros = relu.histogram_value.bucket[limits.index(1e-12)]  # the bucket [0, 1e-12)
+        assert fraction.value == pytest.approx(zeros / (8 * 64)), step
+    assert acc.Histograms("activations/body.2")[0].histogram_value.num == 8
+
+
 LOGGER_SETUPS = {
     # loggers: (run directories of two fits, whether Lightning's metrics are in them)
     "default": (["lightning_logs/version_0", "lightning_logs/version_1"], True),
