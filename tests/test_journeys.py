@@ -129,17 +129,20 @@ def test_readme_accumulation_example_matches_lightnings_accumulate_grad_batches(
     assert np.allclose(shown["plain"][1], shown["lightning"][1], rtol=1e-5)
 
 
+def watched_tags(layers: str) -> set[str]:
+    """The tags of ``sh.watch`` of two linear layers, ``layers`` their names' format
+    (``"{}"``: ``0`` and ``2``), and the global gradient norm's."""
+    names = [f"{layers.format(layer)}.{kind}" for layer in (0, 2) for kind in ("weight", "bias")]
+    groups = ("weights", "gradients", "weight_norm", "gradient_norm")
+    return {f"{group}/{name}" for group in groups for name in names} | {"global_norm/gradient_norm"}
+
+
 def test_readme_watch_example_writes_every_parameter(tmp_path):
     run(["-c", readme_python("sh.watch(model)  #")], cwd=str(tmp_path))
     run_dir = str(tmp_path / "runs" / "watched")
     disk = on_disk(run_dir)
-    names = [f"{layer}.{kind}" for layer in (0, 2) for kind in ("weight", "bias")]
-    tags = {
-        f"{group}/{name}"
-        for group in ("weights", "gradients", "weight_norm", "gradient_norm")
-        for name in names
-    }
-    assert {tag for tag, _ in disk} == tags | {"global_norm/gradient_norm"}
+    tags = watched_tags("{}")
+    assert {tag for tag, _ in disk} == tags
     for tag in tags:
         assert steps(disk, tag) == [1, 11, 21, 31, 41], tag
     assert_readers_show(run_dir, disk)
@@ -149,13 +152,7 @@ def test_readme_whole_model_example_writes_every_layer_in_lightning(tmp_path):
     run(["-c", readme_python("sh.watch(self, activations=True)")], cwd=str(tmp_path))
     run_dir = str(tmp_path / "lightning_logs" / "version_0")
     disk = on_disk(run_dir)
-    names = [f"body.{layer}.{kind}" for layer in (0, 2) for kind in ("weight", "bias")]
-    tags = {
-        f"{group}/{name}"
-        for group in ("weights", "gradients", "weight_norm", "gradient_norm")
-        for name in names
-    }
-    tags |= {"global_norm/gradient_norm", "zero_fraction/body.1"}
+    tags = watched_tags("body.{}") | {"zero_fraction/body.1"}
     tags |= {f"activations/body.{layer}" for layer in range(3)}
     assert {tag for tag, _ in disk} == tags
     for tag in tags:
