@@ -39,6 +39,10 @@ __all__ = ["LocalFailure", "to_host"]
 
 _HOST = torch.device("cpu")
 _HOST_FLOATS = (torch.float32, torch.float64)
+#: The tensor types that are never a ``DTensor``: a parameter's and a gradient's, checked
+#: by their exact type first (a third of the checks' time for a model's many tensors).
+_PLAIN_TENSORS = frozenset((torch.Tensor, torch.nn.Parameter))
+_STRIDED = torch.strided
 
 
 class _DeviceBatch:
@@ -302,9 +306,11 @@ class _Step:
         """:meth:`add_histogram` in half the time for the common case, a non-empty plain
         tensor checked as ``histogram_input`` checks it; False, having done nothing, for
         any other value (a DTensor, the errors, the empty histogram)."""
-        if not isinstance(value, torch.Tensor) or (self.dtensors and is_dtensor(value)):
+        if type(value) not in _PLAIN_TENSORS and (
+            not isinstance(value, torch.Tensor) or (self.dtensors and is_dtensor(value))
+        ):
             return False
-        if value.layout != torch.strided or value.is_complex() or value.is_meta:
+        if value.layout is not _STRIDED or value.is_complex() or value.is_meta:
             return False
         if not value.numel():
             return False
