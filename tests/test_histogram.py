@@ -242,6 +242,42 @@ def test_histograms_of_many_tensors_batch_their_kernels():
     assert per_tensor <= 4, per_tensor
 
 
+def batches_one_at_a_time(sizes: list[int]) -> list[list[int]]:
+    """How ``_batches`` batches tensors of these sizes, its rule taken one tensor at a
+    time: from the smallest up, a tensor joins the last batch unless that would pass
+    its rows, its grid's values, or its padding past its values."""
+    from summary_hook._evaluation.histogram import _BATCH_TENSORS, _CPU_CHUNK
+
+    batches: list[list[int]] = []
+    values = 0
+    for n, index in sorted((n, i) for i, n in enumerate(sizes)):
+        rows = len(batches[-1]) + 1 if batches else 0
+        if not batches or rows > _BATCH_TENSORS or rows * n > min(2 * (values + n), _CPU_CHUNK):
+            batches.append([index])
+            values = n
+        else:
+            batches[-1].append(index)
+            values += n
+    return batches
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batches_are_made_a_size_at_a_time_as_one_at_a_time(seed):
+    from summary_hook._evaluation.histogram import _batches
+
+    generator = np.random.default_rng(seed)
+    # Repeated layers (few sizes, many of each) and one-offs, up to BATCH_VALUES.
+    sizes = [
+        *generator.choice([1, 64, 512, 1000, 4096, 65536], 700),
+        *generator.integers(1, 65536, 40),
+    ]
+    tensors = [torch.empty(int(n)) for n in sizes]
+    alone, batches = _batches(tensors)
+    assert alone == []
+    assert [members for members, _ in batches] == batches_one_at_a_time(sizes)
+    assert all(nums == [sizes[i] for i in members] for members, nums in batches)
+
+
 def test_histograms_of_many_tensors_mark_nan_as_the_single_path_does():
     from summary_hook._evaluation.histogram import device_histograms
 

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
+import itertools
+import operator
 import sys
 import threading
 
@@ -398,8 +399,8 @@ def count_histograms(tensors: list[torch.Tensor]) -> list[Counts]:
         single = [_histogram(tensors[index]) for index in alone]
         stats, counts = (torch.stack(column) for column in zip(*single, strict=True))
         parts.append(Counts(alone, stats, counts, [tensors[i].numel() for i in alone]))
-    for number, batch in enumerate(batches):
-        parts.append(_batched(batch, [tensors[index] for index in batch], number))
+    for number, (members, nums) in enumerate(batches):
+        parts.append(_batched(members, [tensors[index] for index in members], nums, number))
     return parts
 
 
@@ -415,14 +416,16 @@ def device_histograms(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.empty_like(rows).index_copy_(0, _on_device(order, rows.device), rows)
 
 
-def _batches(tensors: list[torch.Tensor]) -> tuple[list[int], list[list[int]]]:
-    """Which tensors are counted alone, and how the others are batched.
+def _batches(tensors: list[torch.Tensor]) -> tuple[list[int], list[tuple[list[int], list[int]]]]:
+    """Which tensors are counted alone, and how the others are batched: each batch's
+    members and their numbers of values.
 
     A batch is a grid of one row per tensor, as long as its largest, the shorter rows
     padded: so tensors are taken from the smallest up, and a batch closes before its
     padding would pass its values, or its grid :data:`_CPU_CHUNK` values, or its rows
     ``_BATCH_TENSORS``. Tensors of one size, the common case in a model of repeated
-    layers, share a batch without padding.
+    layers, share a batch without padding, and are batched a size at a time: once one
+    of a size has joined a batch, the others of that size can only lower its padding.
     """
     alone: list[int] = []
     small: list[tuple[int, int]] = []  # (values, index)
@@ -433,16 +436,25 @@ def _batches(tensors: list[torch.Tensor]) -> tuple[list[int], list[list[int]]]:
         else:
             small.append((n, index))
     small.sort()
-    batches: list[list[int]] = []
-    values = 0
-    for n, index in small:
-        rows = len(batches[-1]) + 1 if batches else 0
-        if not batches or rows > _BATCH_TENSORS or rows * n > min(2 * (values + n), _CPU_CHUNK):
-            batches.append([index])
-            values = n
-        else:
-            batches[-1].append(index)
-            values += n
+    batches: list[tuple[list[int], list[int]]] = []
+    values = 0  # in the last batch
+    for n, group in itertools.groupby(small, key=operator.itemgetter(0)):
+        members = [index for _, index in group]
+        most = min(_BATCH_TENSORS, _CPU_CHUNK // n)  # rows of this size in a batch
+        start = 0
+        if batches:  # the first of this size joins the last batch if its padding allows
+            last, nums = batches[-1]
+            rows = len(last)
+            if rows < most and (rows + 1) * n <= 2 * (values + n):
+                joining = members[: most - rows]
+                start = len(joining)
+                last += joining
+                nums += [n] * start
+                values += n * start
+        for at in range(start, len(members), most):
+            batch = members[at : at + most]
+            batches.append((batch, [n] * len(batch)))
+            values = n * len(batch)
     return alone, batches
 
 
@@ -455,9 +467,12 @@ def _on_device(numbers: list[int], device: torch.device) -> torch.Tensor:
     return host.pin_memory().to(device, non_blocking=True)
 
 
-def _batched(members: list[int], tensors: list[torch.Tensor], number: int) -> Counts:
-    """The :class:`Counts` of small float32-path tensors, smallest first, counted as one:
-    the ``number``-th batch of a call of :func:`count_histograms`.
+def _batched(
+    members: list[int], tensors: list[torch.Tensor], nums: list[int], number: int
+) -> Counts:
+    """The :class:`Counts` of small float32-path tensors, smallest first, of ``nums``
+    values each, counted as one: the ``number``-th batch of a call of
+    :func:`count_histograms`.
 
     The tensors are the rows of one float32 grid, each shorter one padded with copies of
     its first value, which leave its minimum and maximum as they are, and are left out
@@ -467,7 +482,6 @@ def _batched(members: list[int], tensors: list[torch.Tensor], number: int) -> Co
     rows, length = len(tensors), tensors[-1].numel()
     scratch = _Scratch(rows * length, device, number)
     grid = scratch.values.view(rows, length)
-    nums = [t.numel() for t in tensors]
     shape, float32 = tensors[0].shape, torch.float32
     if all(t.shape == shape and t.dtype is float32 for t in tensors):  # (repeated layers)
         torch.stack(tensors, out=grid.view(rows, *shape))  # (3x flattening each to cat)
@@ -484,7 +498,9 @@ def _batched(members: list[int], tensors: list[torch.Tensor], number: int) -> Co
             scratch.values.copy_(
                 torch.cat([p.to(torch.uint8) if p.dtype == torch.bool else p for p in pieces])
             )
-    low, high = grid.amin(1), grid.amax(1)  # (10x aminmax along rows)
+    # (10x aminmax along rows; both give NaN for a row that holds one, as TensorFlow's
+    # statistics would, and the buckets drop it)
+    low, high = grid.amin(1).to(torch.float64), grid.amax(1).to(torch.float64)
     if nums[0] != length:  # (smallest first: else every row is full)
         sizes = _on_device(nums, device)
         counts, index, total, squares = _count_grid(grid, scratch, sizes)
@@ -492,9 +508,6 @@ def _batched(members: list[int], tensors: list[torch.Tensor], number: int) -> Co
         counts.view(-1).index_add_(0, firsts, (sizes - length).to(counts.dtype))
     else:
         counts, index, total, squares = _count_grid(grid, scratch)
-    nan = counts[:, _NAN_SLOT] > 0  # NaN is dropped by the buckets; min and max say so
-    low = torch.where(nan, math.nan, low.to(torch.float64))
-    high = torch.where(nan, math.nan, high.to(torch.float64))
     return Counts(members, torch.stack((low, high, total, squares), 1), counts, nums)
 
 
