@@ -130,7 +130,11 @@ def evaluate_with(fetches: Any, output: Any, plans: PlanCache | None, resolve: b
         else:
             summary.CopyFrom(template)
             for value, index in zip(summary.value, indices, strict=True):
-                _fill(value, numbers[index])
+                number = numbers[index]
+                if type(number) is HistogramValue:  # (most values of a watched model)
+                    value.histo.MergeFromString(number.data)
+                else:
+                    _fill(value, number)
         results[id(op)] = summary
     return _rebuild(fetches, results)
 

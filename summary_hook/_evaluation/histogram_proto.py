@@ -122,26 +122,27 @@ def histogram_values(
     header["num"], header["sum_squares"] = nums, stats[:, 3]
     headers = memoryview(header.tobytes())
     size = _STATISTICS.itemsize
-    fields = _LIST_FIELDS
+    stops = (ends * 8).tolist()  # each row's bytes of limits, and of counts
+    starts = [0, *stops[:-1]]
+    fields = [_LIST_FIELDS[kept_here] for kept_here in sizes.tolist()]
     join = b"".join
-    values = []
-    start = 0
-    for row, (kept_here, end, squares) in enumerate(
-        zip(sizes.tolist(), (ends * 8).tolist(), stats[:, 3].tolist(), strict=True)
-    ):
-        limits_field, counts_field = fields[kept_here]
-        data = join(
-            (
-                headers[row * size : (row + 1) * size],
-                limits_field,
-                limits[start:end],
-                counts_field,
-                numbers[start:end],
-            )
+    return [
+        HistogramValue(
+            join(
+                (
+                    headers[at : at + size],
+                    limits_field,
+                    limits[start:end],
+                    counts_field,
+                    numbers[start:end],
+                )
+            ),
+            squares,
         )
-        values.append(HistogramValue(data, squares))
-        start = end
-    return values
+        for at, (limits_field, counts_field), start, end, squares in zip(
+            range(0, rows * size, size), fields, starts, stops, stats[:, 3].tolist(), strict=True
+        )
+    ]
 
 
 def _with_non_finite(

@@ -52,8 +52,13 @@ class _DeviceBatch:
     def __init__(self) -> None:
         self.scalars: torch.Tensor | None = None  # 1-D, any real dtype
         self.scalar_numbers: list[int] = []  # where each stacked scalar goes in ``numbers``
-        # (number, tag, values), counted together by :meth:`count`
-        self.histograms: list[tuple[int, str, torch.Tensor | Counted]] = []
+        # The histograms to count together (:meth:`count`), each's number, tag and tensor
+        # in three lists; and the rows counted where their values were (``sh.watch``'s
+        # activations). ``Counts.members`` index the tensors, then the rows.
+        self.histogram_numbers: list[int] = []
+        self.histogram_tags: list[str] = []
+        self.histogram_tensors: list[torch.Tensor] = []
+        self.rows: list[tuple[int, str, Counted]] = []
         self.counted: list[Counts] = []
         # Each reduced vector, with what stores its values from its host copy.
         self.reduced: list[tuple[torch.Tensor, Any]] = []
@@ -61,10 +66,21 @@ class _DeviceBatch:
         self.images: list[tuple[int, torch.Tensor]] = []  # (number, [N, H, W, C] uint8)
         self.host: list[np.ndarray] = []  # every part, on the host
 
+    def add_tensor(self, number: int, tag: str, tensor: torch.Tensor) -> None:
+        """Count the histogram of ``tensor`` into ``numbers[number]``."""
+        self.histogram_numbers.append(number)
+        self.histogram_tags.append(tag)
+        self.histogram_tensors.append(tensor)
+
     def count(self) -> None:
         """Count the device's histograms, together."""
-        if self.histograms:
-            self.counted = _count(self.histograms)
+        tensors = self.histogram_tensors
+        self.counted = count_histograms(tensors) if tensors else []
+        if self.rows:
+            stacked = torch.stack([counted.row for _, _, counted in self.rows])
+            at = range(len(tensors), len(tensors) + len(self.rows))
+            nums = [counted.num for _, _, counted in self.rows]
+            self.counted.append(Counts(list(at), stacked[:, :STATS], stacked[:, STATS:], nums))
 
     def copy_to_host(self) -> None:
         """Copy everything to the host at once."""
@@ -94,14 +110,17 @@ class _DeviceBatch:
                 for index, number in zip(self.scalar_numbers, values, strict=True):
                     numbers[index] = number
         non_finite = bool(self.reduced)  # (rare: scanned whatever they hold)
+        at, all_tags = self.histogram_numbers, self.histogram_tags
+        if self.rows:
+            at = at + [number for number, _, _ in self.rows]
+            all_tags = all_tags + [tag for _, tag, _ in self.rows]
         for counts in self.counted:
             stats, bucket_counts = next(host), next(host)
             non_finite = non_finite or not np.isfinite(stats[:, :2]).all()
-            histograms = [self.histograms[member] for member in counts.members]
-            tags = [tag for _, tag, _ in histograms]
+            tags = [all_tags[member] for member in counts.members]
             values = histogram_values(stats, bucket_counts, counts.nums, tags)
-            for (index, _, _), value in zip(histograms, values, strict=True):
-                numbers[index] = value
+            for member, value in zip(counts.members, values, strict=True):
+                numbers[at[member]] = value
         for _, finish_to in self.reduced:
             finish_to(next(host), numbers)
         for index, _ in self.sounds:
@@ -153,28 +172,6 @@ def _unpack(data: np.ndarray, parts: list[torch.Tensor]) -> list[np.ndarray]:
         arrays.append(data[offset : offset + size].view(dtype).reshape(tuple(part.shape)))
         offset += size
     return arrays
-
-
-def _count(histograms: list[tuple[int, str, torch.Tensor | Counted]]) -> list[Counts]:
-    """The histograms of a device: its tensors counted together, and the rows that were
-    counted where the values were (``sh.watch``'s activations); ``members`` index
-    ``histograms``."""
-    tensors, at, rows, counted_at, nums = [], [], [], [], []
-    for member, (_, _, values) in enumerate(histograms):
-        if isinstance(values, Counted):
-            rows.append(values.row)
-            counted_at.append(member)
-            nums.append(values.num)
-        else:
-            tensors.append(values)
-            at.append(member)
-    parts = count_histograms(tensors) if tensors else []
-    if len(at) != len(histograms):
-        parts = [Counts([at[m] for m in p.members], p.stats, p.counts, p.nums) for p in parts]
-    if rows:
-        stacked = torch.stack(rows)
-        parts.append(Counts(counted_at, stacked[:, :STATS], stacked[:, STATS:], nums))
-    return parts
 
 
 class LocalFailure(Exception):
@@ -296,11 +293,11 @@ class _Step:
         ):
             return
         if isinstance(tensor, Counted):
-            self._batch(tensor.row.device).histograms.append((index, tag, tensor))
+            self._batch(tensor.row.device).rows.append((index, tag, tensor))
         elif tensor.numel() == 0:
             self.numbers[index] = EMPTY
         else:
-            self._batch(tensor.device).histograms.append((index, tag, tensor))
+            self._batch(tensor.device).add_tensor(index, tag, tensor)
 
     def add_local_tensor(self, index: int, tag: str, value: Any) -> bool:
         """:meth:`add_histogram` in half the time for the common case, a non-empty plain
@@ -316,7 +313,7 @@ class _Step:
             return False
         self.counted.setdefault(id(value), index)
         device = value.device
-        (self.batches.get(device) or self._batch(device)).histograms.append((index, tag, value))
+        (self.batches.get(device) or self._batch(device)).add_tensor(index, tag, value)
         return True
 
     def histogram_of(self, tag: str, value: Any) -> int:
