@@ -163,9 +163,6 @@ class _CpuScratch(threading.local):
 
     def __init__(self) -> None:
         self.values = torch.empty(_CPU_CHUNK, dtype=torch.float32)
-        self.key = torch.empty(_CPU_CHUNK, dtype=torch.int32)
-        self.limit = torch.empty(_CPU_CHUNK, dtype=torch.float32)
-        self.index = torch.empty(_CPU_CHUNK, dtype=torch.int32)
         self.wide = torch.empty(_CPU_CHUNK, dtype=torch.float64)
         # The count rows of the first batches of a call of count_histograms, made as used.
         self.counts: list[torch.Tensor] = []
@@ -195,15 +192,14 @@ class _Scratch:
         self.device = device
         self.batch = batch
         if device.type == "cpu":
-            s = _cpu_scratch
-            self.values, self.key, self.limit = s.values[:n], s.key[:n], s.limit[:n]
-            self.index, self.wide = s.index[:n], s.wide[:n]
+            self.values, self.wide = _cpu_scratch.values[:n], _cpu_scratch.wide[:n]
         else:
             self.values = torch.empty(n, dtype=torch.float32, device=device)
-            self.key = torch.empty(n, dtype=torch.int32, device=device)
-            self.limit = torch.empty(n, dtype=torch.float32, device=device)
-            self.index = torch.empty(n, dtype=torch.int32, device=device)
             self.wide = torch.empty(n, dtype=torch.float64, device=device)
+        # (The int32 words of ``wide``, free once the sums are taken: half the memory a
+        # due step crosses, which after a training step is cold.)
+        words = self.wide.view(torch.int32)
+        self.key, self.index = words[:n], words[n:]
 
     def count_rows(self, rows: int) -> torch.Tensor:
         """Zeroed int32 count rows for ``rows`` tensors, flat."""
@@ -241,9 +237,9 @@ def _count_grid(
     total = wide.sum(1)
     # (In place for rows, as wide is not read again: 2x a batched dot of short rows.)
     squares = torch.dot(wide[0], wide[0]).view(1) if rows == 1 else wide.mul_(wide).sum(1)
-    key, index = scratch.key, scratch.index
+    key, index = scratch.key, scratch.index  # (in the words of wide, read no more)
     torch.bitwise_right_shift(flat.view(torch.int32), 16, out=key).bitwise_and_(0xFFFF)
-    limit = torch.index_select(threshold, 0, key, out=scratch.limit)
+    limit = torch.index_select(threshold, 0, key, out=index.view(torch.float32))
     torch.ge(flat, limit, out=index)  # 1 where the value is at or above its cell's limit
     torch.add(index, key, alpha=2, out=key)  # its half-cell: 2 * cell + that
     torch.index_select(bucket, 0, key, out=index)
