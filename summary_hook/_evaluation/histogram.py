@@ -196,8 +196,8 @@ class _Scratch:
         else:
             self.values = torch.empty(n, dtype=torch.float32, device=device)
             self.wide = torch.empty(n, dtype=torch.float64, device=device)
-        # (The int32 words of ``wide``, free once the sums are taken: half the memory a
-        # due step crosses, which after a training step is cold.)
+        # The bucket keys and indices live in the int32 words of ``wide``, which nothing
+        # reads once the sums are taken: 12 bytes of scratch a value, not 24.
         words = self.wide.view(torch.int32)
         self.key, self.index = words[:n], words[n:]
 
@@ -237,8 +237,9 @@ def _count_grid(
     total = wide.sum(1)
     # (In place for rows, as wide is not read again: 2x a batched dot of short rows.)
     squares = torch.dot(wide[0], wide[0]).view(1) if rows == 1 else wide.mul_(wide).sum(1)
-    key, index = scratch.key, scratch.index  # (in the words of wide, read no more)
+    key, index = scratch.key, scratch.index
     torch.bitwise_right_shift(flat.view(torch.int32), 16, out=key).bitwise_and_(0xFFFF)
+    # Each cell's limit goes where the indices will be, and ge replaces it in place.
     limit = torch.index_select(threshold, 0, key, out=index.view(torch.float32))
     torch.ge(flat, limit, out=index)  # 1 where the value is at or above its cell's limit
     torch.add(index, key, alpha=2, out=key)  # its half-cell: 2 * cell + that
